@@ -1,0 +1,51 @@
+# skiff build, test and benchmark entry points. The Go build cache is never
+# cleaned here: a cold build of the Kubernetes components takes minutes.
+
+GO        ?= go
+BIN       := bin/skiff
+PKG       := github.com/skiff-dev/skiff
+K8S_VERSION   := $(shell $(GO) list -m -f '{{.Version}}' k8s.io/kubernetes)
+K8S_MAJOR     := $(word 1,$(subst ., ,$(patsubst v%,%,$(K8S_VERSION))))
+K8S_MINOR     := $(word 2,$(subst ., ,$(K8S_VERSION)))
+SKIFF_VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.0.0-dev)
+GIT_COMMIT    := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+BUILD_DATE    := $(shell TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ 2>/dev/null || echo 1970-01-01T00:00:00Z)
+
+# Stamp Kubernetes' version where its components and clients read it, so they
+# do not report v0.0.0-master.
+VERSION_LDFLAGS := \
+	-X $(PKG)/pkg/version.Version=$(SKIFF_VERSION) \
+	-X $(PKG)/pkg/version.GitCommit=$(GIT_COMMIT) \
+	$(foreach p,k8s.io/component-base/version k8s.io/client-go/pkg/version, \
+		-X $(p).gitVersion=$(K8S_VERSION) \
+		-X $(p).gitMajor=$(K8S_MAJOR) \
+		-X $(p).gitMinor=$(K8S_MINOR) \
+		-X $(p).gitTreeState=clean \
+		-X $(p).buildDate=$(BUILD_DATE))
+
+export CGO_ENABLED := 1
+
+.PHONY: all build test test-unit test-e2e bench vet fmt clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "-s -w $(VERSION_LDFLAGS)" -o $(BIN) ./cmd/skiff
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l cmd pkg tests)" || { gofmt -l cmd pkg tests; echo "gofmt needed"; exit 1; }
+
+test-unit:
+	$(GO) test -count=1 ./pkg/... ./cmd/...
+
+test-e2e: build
+	SKIFF_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 40m -v ./tests/e2e/...
+
+test: vet test-unit test-e2e
+
+bench: build
+	$(GO) run ./tests/bench -bin $(CURDIR)/$(BIN) $(BENCHFLAGS)
+
+clean:
+	rm -rf bin

@@ -1,0 +1,169 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
+
+	"github.com/skiff-dev/skiff/pkg/config"
+	"github.com/skiff-dev/skiff/pkg/datastore"
+	"github.com/skiff-dev/skiff/pkg/server"
+	"github.com/skiff-dev/skiff/pkg/version"
+)
+
+// serverFlags holds the raw flag values; serverConfig turns them into a
+// validated config.Server.
+type serverFlags struct {
+	configFile          string
+	dataDir             string
+	bindAddress         string
+	advertiseAddress    string
+	httpsListenPort     int
+	tlsSANs             []string
+	clusterCIDR         string
+	serviceCIDR         string
+	clusterDNS          string
+	clusterDomain       string
+	writeKubeconfig     string
+	writeKubeconfigMode string
+	datastore           datastore.Config
+	apiserverArgs       []string
+	controllerArgs      []string
+	schedulerArgs       []string
+	disableAgent        bool
+	verbosity           int
+}
+
+func (f *serverFlags) add(fs *pflag.FlagSet) {
+	fs.StringVarP(&f.configFile, "config", "c", config.DefaultConfigFile, "Config file whose keys are these flag names; flags override it")
+	fs.StringVarP(&f.dataDir, "data-dir", "d", config.DefaultDataDir, "Folder to hold state")
+	fs.StringVar(&f.bindAddress, "bind-address", config.DefaultBindAddress, "Address the apiserver listens on")
+	fs.StringVar(&f.advertiseAddress, "advertise-address", "", "Address the apiserver advertises to the cluster (default: the address of the default-route interface)")
+	fs.IntVar(&f.httpsListenPort, "https-listen-port", config.DefaultHTTPSListenPort, "HTTPS port of the apiserver")
+	fs.StringSliceVar(&f.tlsSANs, "tls-san", nil, "Extra host names or IP addresses for the apiserver's serving certificate")
+	fs.StringVar(&f.clusterCIDR, "cluster-cidr", config.DefaultClusterCIDR, "Network CIDR for pod IPs")
+	fs.StringVar(&f.serviceCIDR, "service-cidr", config.DefaultServiceCIDR, "Network CIDR for service IPs")
+	fs.StringVar(&f.clusterDNS, "cluster-dns", "", "Cluster DNS service IP (default: the tenth address of the service CIDR, 10.43.0.10)")
+	fs.StringVar(&f.clusterDomain, "cluster-domain", config.DefaultClusterDomain, "Cluster domain")
+	fs.StringVarP(&f.writeKubeconfig, "write-kubeconfig", "o", config.DefaultKubeconfig, "Write the admin kubeconfig to this file")
+	fs.StringVar(&f.writeKubeconfigMode, "write-kubeconfig-mode", fmt.Sprintf("%04o", config.DefaultKubeconfigMode), "File mode of the admin kubeconfig, for example 0644")
+	fs.StringVar(&f.datastore.Endpoint, "datastore-endpoint", "", "Datastore: sqlite:///path, memory://, postgres://..., mysql://..., nats://... or an etcd https://host:2379 (default: SQLite in the data dir)")
+	fs.StringVar(&f.datastore.CAFile, "datastore-cafile", "", "TLS CA file for the datastore")
+	fs.StringVar(&f.datastore.CertFile, "datastore-certfile", "", "TLS client certificate file for the datastore")
+	fs.StringVar(&f.datastore.KeyFile, "datastore-keyfile", "", "TLS client key file for the datastore")
+	fs.StringArrayVar(&f.apiserverArgs, "kube-apiserver-arg", nil, "Extra kube-apiserver flag as flag=value (repeatable)")
+	fs.StringArrayVar(&f.controllerArgs, "kube-controller-manager-arg", nil, "Extra kube-controller-manager flag as flag=value (repeatable)")
+	fs.StringArrayVar(&f.schedulerArgs, "kube-scheduler-arg", nil, "Extra kube-scheduler flag as flag=value (repeatable)")
+	fs.BoolVar(&f.disableAgent, "disable-agent", false, "Run only the control plane, no node agent")
+	fs.IntVarP(&f.verbosity, "v", "v", 0, "Log verbosity")
+}
+
+func newServerCommand() *cobra.Command {
+	f := &serverFlags{}
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the Kubernetes control plane (and, later, this node's agent)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			from := origins{}
+			fs := cmd.Flags()
+			if err := applyConfigFile(fs, f.configFile, fs.Changed("config"), from); err != nil {
+				return err
+			}
+			cfg, err := f.serverConfig(from)
+			if err != nil {
+				return err
+			}
+			if !cfg.DisableAgent {
+				return errors.New("the node agent is not part of this build yet: run `skiff server --disable-agent` for a control-plane-only server")
+			}
+			setVerbosity(f.verbosity)
+			return runServer(cfg)
+		},
+	}
+	f.add(cmd.Flags())
+	return cmd
+}
+
+// serverConfig builds and validates the typed configuration, naming the flag
+// or config file line of any bad value.
+func (f *serverFlags) serverConfig(from origins) (*config.Server, error) {
+	wrap := func(err error) error {
+		var fe *config.FieldError
+		if errors.As(err, &fe) {
+			return fmt.Errorf("%w (from %s)", err, from.of(fe.Field))
+		}
+		return err
+	}
+	cfg := &config.Server{
+		DataDir:                    f.dataDir,
+		BindAddress:                f.bindAddress,
+		AdvertiseAddress:           f.advertiseAddress,
+		HTTPSListenPort:            f.httpsListenPort,
+		TLSSANs:                    f.tlsSANs,
+		ClusterDomain:              f.clusterDomain,
+		WriteKubeconfig:            f.writeKubeconfig,
+		Datastore:                  f.datastore,
+		ExtraAPIServerArgs:         f.apiserverArgs,
+		ExtraControllerManagerArgs: f.controllerArgs,
+		ExtraSchedulerArgs:         f.schedulerArgs,
+		DisableAgent:               f.disableAgent,
+	}
+	var err error
+	if cfg.ClusterCIDR, err = config.ParseCIDR("cluster-cidr", f.clusterCIDR); err != nil {
+		return nil, wrap(err)
+	}
+	if cfg.ServiceCIDR, err = config.ParseCIDR("service-cidr", f.serviceCIDR); err != nil {
+		return nil, wrap(err)
+	}
+	if f.clusterDNS == "" {
+		if cfg.ClusterDNS, err = config.DefaultClusterDNS(cfg.ServiceCIDR); err != nil {
+			return nil, wrap(&config.FieldError{Field: "service-cidr", Value: f.serviceCIDR, Reason: "too small to hold the cluster DNS address"})
+		}
+	} else if cfg.ClusterDNS = net.ParseIP(f.clusterDNS); cfg.ClusterDNS == nil {
+		return nil, wrap(&config.FieldError{Field: "cluster-dns", Value: f.clusterDNS, Reason: "not an IP address"})
+	}
+	mode, err := strconv.ParseUint(f.writeKubeconfigMode, 8, 32)
+	if err != nil {
+		return nil, wrap(&config.FieldError{Field: "write-kubeconfig-mode", Value: f.writeKubeconfigMode, Reason: "must be an octal file mode such as 0600"})
+	}
+	cfg.WriteKubeconfigMode = os.FileMode(mode)
+	if err := cfg.Validate(); err != nil {
+		return nil, wrap(err)
+	}
+	return cfg, nil
+}
+
+// runServer runs the server until SIGINT or SIGTERM. A second signal exits
+// at once.
+func runServer(cfg *config.Server) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // restore default handling: a second signal kills
+	}()
+	// Process-wide, set once for all in-process components (each upstream
+	// command sets it the same way): loopback clients must not log the
+	// warnings the apiserver sends them.
+	rest.SetDefaultWarningHandler(rest.NoWarnings{})
+	klog.InfoS("Starting skiff server", "version", version.Version, "kubernetes", version.Kubernetes(), "dataDir", cfg.DataDir)
+	return server.Run(ctx, cfg)
+}
+
+// setVerbosity sets klog's verbosity, which all in-process components share.
+func setVerbosity(v int) {
+	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(fs)
+	_ = fs.Set("v", strconv.Itoa(v))
+}

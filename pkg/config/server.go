@@ -1,0 +1,65 @@
+// Package config holds the typed configuration of skiff's roles. It is built
+// once from flags and the config file (see pkg/cli), validated here, and then
+// passed down; nothing in it is read from package-level state.
+package config
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+
+	"github.com/skiff-dev/skiff/pkg/datastore"
+)
+
+// Defaults, named as in k3s where the concept is the same.
+const (
+	DefaultDataDir              = "/var/lib/skiff"
+	DefaultConfigFile           = "/etc/skiff/config.yaml"
+	DefaultKubeconfig           = "/etc/skiff/skiff.yaml"
+	DefaultKubeconfigMode       = 0o600
+	DefaultHTTPSListenPort      = 6443
+	DefaultBindAddress          = "0.0.0.0"
+	DefaultClusterCIDR          = "10.42.0.0/16"
+	DefaultServiceCIDR          = "10.43.0.0/16"
+	DefaultClusterDomain        = "cluster.local"
+	DefaultControllerPort       = 10257
+	DefaultSchedulerPort        = 10259
+	DefaultServiceNodePortRange = "30000-32767"
+)
+
+// Server is the configuration of `skiff server`.
+type Server struct {
+	DataDir          string
+	BindAddress      string
+	AdvertiseAddress string // empty: chosen from the host's default route at start
+	HTTPSListenPort  int
+	TLSSANs          []string
+
+	ClusterCIDR   *net.IPNet
+	ServiceCIDR   *net.IPNet
+	ClusterDNS    net.IP
+	ClusterDomain string
+
+	WriteKubeconfig     string
+	WriteKubeconfigMode os.FileMode
+
+	Datastore datastore.Config
+
+	ExtraAPIServerArgs         []string
+	ExtraControllerManagerArgs []string
+	ExtraSchedulerArgs         []string
+
+	DisableAgent bool
+}
+
+// ServerDir is where the control plane keeps its state.
+func (s *Server) ServerDir() string { return filepath.Join(s.DataDir, "server") }
+
+// TLSDir holds the server's CAs, certificates and keys.
+func (s *Server) TLSDir() string { return filepath.Join(s.ServerDir(), "tls") }
+
+// CredDir holds the kubeconfigs of the in-process components.
+func (s *Server) CredDir() string { return filepath.Join(s.ServerDir(), "cred") }
+
+// DBDir holds the default SQLite datastore.
+func (s *Server) DBDir() string { return filepath.Join(s.ServerDir(), "db") }

@@ -1,0 +1,112 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"strings"
+
+	netutils "k8s.io/utils/net"
+
+	"github.com/skiff-dev/skiff/pkg/datastore"
+)
+
+// FieldError names the setting (by its flag name, which is also its config
+// file key) that holds a bad value, so the caller can say where it came from.
+type FieldError struct {
+	Field  string
+	Value  string
+	Reason string
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("invalid %s %q: %s", e.Field, e.Value, e.Reason)
+}
+
+// Validate checks every setting and returns the first bad one as a *FieldError.
+// It touches nothing on disk.
+func (s *Server) Validate() error {
+	if s.DataDir == "" {
+		return &FieldError{"data-dir", s.DataDir, "must not be empty"}
+	}
+	if s.HTTPSListenPort < 1 || s.HTTPSListenPort > 65535 {
+		return &FieldError{"https-listen-port", fmt.Sprint(s.HTTPSListenPort), "must be between 1 and 65535"}
+	}
+	if net.ParseIP(s.BindAddress) == nil {
+		return &FieldError{"bind-address", s.BindAddress, "not an IP address"}
+	}
+	if s.AdvertiseAddress != "" && net.ParseIP(s.AdvertiseAddress) == nil {
+		return &FieldError{"advertise-address", s.AdvertiseAddress, "not an IP address"}
+	}
+	for _, san := range s.TLSSANs {
+		if san == "" || strings.ContainsAny(san, " /,") {
+			return &FieldError{"tls-san", san, "must be a DNS name or an IP address"}
+		}
+	}
+	if s.ClusterCIDR == nil || s.ServiceCIDR == nil {
+		return &FieldError{"cluster-cidr", "", "cluster and service CIDRs must be set"}
+	}
+	if s.ClusterCIDR.Contains(s.ServiceCIDR.IP) || s.ServiceCIDR.Contains(s.ClusterCIDR.IP) {
+		return &FieldError{"service-cidr", s.ServiceCIDR.String(), "overlaps the cluster CIDR " + s.ClusterCIDR.String()}
+	}
+	if !s.ServiceCIDR.Contains(s.ClusterDNS) {
+		return &FieldError{"cluster-dns", s.ClusterDNS.String(), "must be inside the service CIDR " + s.ServiceCIDR.String()}
+	}
+	if s.ClusterDomain == "" || strings.ContainsAny(s.ClusterDomain, " /") {
+		return &FieldError{"cluster-domain", s.ClusterDomain, "must be a DNS domain"}
+	}
+	if s.WriteKubeconfigMode&^0o777 != 0 {
+		return &FieldError{"write-kubeconfig-mode", fmt.Sprintf("%o", s.WriteKubeconfigMode), "must be a file mode such as 0600"}
+	}
+	if err := datastore.CheckEndpoint(s.Datastore.Endpoint); err != nil {
+		return &FieldError{"datastore-endpoint", datastore.Redact(s.Datastore.Endpoint), err.Error()}
+	}
+	for _, set := range []struct {
+		flag string
+		args []string
+	}{
+		{"kube-apiserver-arg", s.ExtraAPIServerArgs},
+		{"kube-controller-manager-arg", s.ExtraControllerManagerArgs},
+		{"kube-scheduler-arg", s.ExtraSchedulerArgs},
+	} {
+		for _, a := range set.args {
+			if _, _, err := SplitArg(a); err != nil {
+				return &FieldError{set.flag, a, err.Error()}
+			}
+		}
+	}
+	return nil
+}
+
+// ParseCIDR parses a CIDR for a flag, rejecting host bits so that a typo like
+// 10.42.0.1/16 is caught rather than silently widened.
+func ParseCIDR(flag, value string) (*net.IPNet, error) {
+	ip, ipnet, err := netutils.ParseCIDRSloppy(value)
+	if err != nil {
+		return nil, &FieldError{flag, value, "not a CIDR such as 10.42.0.0/16"}
+	}
+	if !ip.Equal(ipnet.IP) {
+		return nil, &FieldError{flag, value, "has host bits set; did you mean " + ipnet.String() + "?"}
+	}
+	return ipnet, nil
+}
+
+// DefaultClusterDNS is the tenth address of the service CIDR, as in k3s.
+func DefaultClusterDNS(serviceCIDR *net.IPNet) (net.IP, error) {
+	return netutils.GetIndexedIP(serviceCIDR, 10)
+}
+
+// APIServerServiceIP is the first address of the service CIDR: the ClusterIP
+// of the `kubernetes` Service, which the serving certificate must name.
+func (s *Server) APIServerServiceIP() (net.IP, error) {
+	return netutils.GetIndexedIP(s.ServiceCIDR, 1)
+}
+
+// SplitArg splits an extra component argument given as `flag=value` (a
+// leading `--` is allowed, as k3s allows it).
+func SplitArg(arg string) (string, string, error) {
+	key, value, ok := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+	if !ok || key == "" {
+		return "", "", fmt.Errorf("expected flag=value, for example audit-log-maxage=30")
+	}
+	return key, value, nil
+}

@@ -1,0 +1,92 @@
+package control
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/apiserver/pkg/server/flagz"
+	"k8s.io/kubernetes/cmd/kube-apiserver/app"
+	"k8s.io/kubernetes/cmd/kube-apiserver/app/options"
+
+	"github.com/skiff-dev/skiff/pkg/config"
+	"github.com/skiff-dev/skiff/pkg/datastore"
+	"github.com/skiff-dev/skiff/pkg/pki"
+)
+
+// APIServerArgs are skiff's secure defaults for kube-apiserver (anonymous
+// auth off, Node+RBAC, NodeRestriction, profiling off), merged with the
+// user's --kube-apiserver-arg values.
+func APIServerArgs(cfg *config.Server, tls pki.Dir, db *datastore.Backend, advertise net.IP) []string {
+	d := map[string]string{
+		"advertise-address":                  advertise.String(),
+		"allow-privileged":                   "true",
+		"anonymous-auth":                     "false",
+		"api-audiences":                      serviceAccountIssuer(cfg),
+		"authorization-mode":                 "Node,RBAC",
+		"bind-address":                       cfg.BindAddress,
+		"client-ca-file":                     tls.Cert(pki.ClientCA),
+		"enable-admission-plugins":           "NodeRestriction",
+		"etcd-servers":                       strings.Join(db.Endpoints, ","),
+		"kubelet-client-certificate":         tls.Cert(pki.ClientAPIServer),
+		"kubelet-client-key":                 tls.Key(pki.ClientAPIServer),
+		"kubelet-preferred-address-types":    "InternalIP,ExternalIP,Hostname",
+		"profiling":                          "false",
+		"proxy-client-cert-file":             tls.Cert(pki.ClientAuthProxy),
+		"proxy-client-key-file":              tls.Key(pki.ClientAuthProxy),
+		"requestheader-allowed-names":        pki.AuthProxyUser,
+		"requestheader-client-ca-file":       tls.Cert(pki.RequestHeaderCA),
+		"requestheader-extra-headers-prefix": "X-Remote-Extra-",
+		"requestheader-group-headers":        "X-Remote-Group",
+		"requestheader-username-headers":     "X-Remote-User",
+		"secure-port":                        strconv.Itoa(cfg.HTTPSListenPort),
+		"service-account-issuer":             serviceAccountIssuer(cfg),
+		"service-account-key-file":           tls.PublicKey(pki.ServiceAccountKey),
+		"service-account-signing-key-file":   tls.Key(pki.ServiceAccountKey),
+		"service-cluster-ip-range":           cfg.ServiceCIDR.String(),
+		"service-node-port-range":            config.DefaultServiceNodePortRange,
+		"storage-backend":                    "etcd3",
+		"tls-cert-file":                      tls.Cert(pki.ServingAPIServer),
+		"tls-private-key-file":               tls.Key(pki.ServingAPIServer),
+	}
+	if db.CAFile != "" {
+		d["etcd-cafile"] = db.CAFile
+	}
+	if db.CertFile != "" {
+		d["etcd-certfile"] = db.CertFile
+	}
+	if db.KeyFile != "" {
+		d["etcd-keyfile"] = db.KeyFile
+	}
+	return Args(d, cfg.ExtraAPIServerArgs)
+}
+
+func serviceAccountIssuer(cfg *config.Server) string {
+	return "https://kubernetes.default.svc." + cfg.ClusterDomain
+}
+
+// RunAPIServer runs kube-apiserver until ctx ends, serving on ln (bound by
+// the caller so that a port in use is reported before anything starts).
+func RunAPIServer(ctx context.Context, args []string, ln net.Listener) error {
+	s := options.NewServerRunOptions()
+	nfs := s.Flags()
+	s.Flagz = flagz.NamedFlagSetsReader{FlagSets: nfs}
+	if err := parseFlags("kube-apiserver", nfs, args); err != nil {
+		return err
+	}
+	s.SecureServing.Listener = ln
+	if err := s.GenericServerRunOptions.ComponentGlobalsRegistry.Set(); err != nil {
+		return fmt.Errorf("kube-apiserver feature gates: %w", err)
+	}
+	completed, err := s.Complete(ctx)
+	if err != nil {
+		return fmt.Errorf("kube-apiserver options: %w", err)
+	}
+	if errs := completed.Validate(); len(errs) != 0 {
+		return fmt.Errorf("kube-apiserver options: %w", utilerrors.NewAggregate(errs))
+	}
+	return app.Run(ctx, completed)
+}

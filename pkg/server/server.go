@@ -1,0 +1,229 @@
+// Package server runs `skiff server`: the datastore, the PKI and the
+// control-plane components in one process, started in dependency order and
+// stopped in the reverse order.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	utilnet "k8s.io/apimachinery/pkg/util/net"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/skiff-dev/skiff/pkg/config"
+	"github.com/skiff-dev/skiff/pkg/control"
+	"github.com/skiff-dev/skiff/pkg/datastore"
+	"github.com/skiff-dev/skiff/pkg/pki"
+)
+
+// shutdownTimeout bounds how long each stage of shutdown may take before
+// skiff gives up waiting and exits anyway.
+const shutdownTimeout = 10 * time.Second
+
+// readyTimeout bounds the wait for the apiserver's /readyz at start; an
+// external datastore that is slow to answer is the usual reason to hit it.
+const readyTimeout = 3 * time.Minute
+
+// Run runs the control plane until ctx ends or a component fails. Nothing is
+// written before every check that can fail on bad input has passed.
+func Run(ctx context.Context, cfg *config.Server) error {
+	start := time.Now()
+	tlsDir := pki.Dir(cfg.TLSDir())
+	advertise, err := advertiseAddress(cfg)
+	if err != nil {
+		return err
+	}
+
+	// Checks that must pass before any state is touched.
+	apiListener, err := listen("apiserver", "--https-listen-port", cfg.BindAddress, cfg.HTTPSListenPort)
+	if err != nil {
+		return err
+	}
+	defer apiListener.Close()
+	controllerKubeconfig := filepath.Join(cfg.CredDir(), "controller.kubeconfig")
+	schedulerKubeconfig := filepath.Join(cfg.CredDir(), "scheduler.kubeconfig")
+	cmArgs := control.ControllerManagerArgs(cfg, tlsDir, controllerKubeconfig)
+	schedArgs := control.SchedulerArgs(cfg, schedulerKubeconfig)
+	for _, c := range []struct {
+		what, flag string
+		args       []string
+	}{
+		{"kube-controller-manager", "--kube-controller-manager-arg=secure-port=N", cmArgs},
+		{"kube-scheduler", "--kube-scheduler-arg=secure-port=N", schedArgs},
+	} {
+		port, _ := strconv.Atoi(control.ArgValue(c.args, "secure-port"))
+		if err := checkFree(c.what, c.flag, control.ArgValue(c.args, "bind-address"), port); err != nil {
+			return err
+		}
+	}
+	lock, err := lockDataDir(cfg.ServerDir())
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+
+	// State: certificates and the components' kubeconfigs.
+	serviceIP, err := cfg.APIServerServiceIP()
+	if err != nil {
+		return err
+	}
+	names := pki.ServingNames(cfg.ClusterDomain, serviceIP, []net.IP{advertise}, cfg.TLSSANs)
+	if err := pki.Ensure(tlsDir, names); err != nil {
+		return fmt.Errorf("certificates in %s: %w", tlsDir, err)
+	}
+	if err := os.MkdirAll(cfg.CredDir(), 0o700); err != nil {
+		return fmt.Errorf("creating %s: %w", cfg.CredDir(), err)
+	}
+	local := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.HTTPSListenPort))
+	adminKubeconfig := filepath.Join(cfg.CredDir(), "admin.kubeconfig")
+	for path, cert := range map[string]string{
+		adminKubeconfig:      pki.ClientAdmin,
+		controllerKubeconfig: pki.ClientController,
+		schedulerKubeconfig:  pki.ClientScheduler,
+	} {
+		kc := pki.Kubeconfig{Server: local, CA: tlsDir.Cert(pki.ServerCA), Cert: tlsDir.Cert(cert), Key: tlsDir.Key(cert)}
+		if err := kc.Write(path, 0o600); err != nil {
+			return fmt.Errorf("writing kubeconfig: %w", err)
+		}
+	}
+
+	// The components each get their own context so that shutdown can stop
+	// them in reverse order of start; the process context only starts it.
+	dbCtx, stopDB := context.WithCancel(context.Background())
+	defer stopDB()
+	db, err := datastore.Start(dbCtx, cfg.Datastore, cfg.DBDir(), filepath.Join(cfg.ServerDir(), "kine.sock"))
+	if err != nil {
+		return fmt.Errorf("%w; check --datastore-endpoint and that the datastore is reachable", err)
+	}
+	defer func() {
+		stopDB()
+		waitOrTimeout("datastore", db.Wait)
+	}()
+
+	failed := make(chan error, 3)
+	apiCtx, stopAPI := context.WithCancel(context.Background())
+	apiDone := goRun(apiCtx, failed, "kube-apiserver", func(ctx context.Context) error {
+		return control.RunAPIServer(ctx, control.APIServerArgs(cfg, tlsDir, db, advertise), apiListener)
+	})
+	defer func() {
+		stopAPI()
+		waitOrTimeout("kube-apiserver", func() { <-apiDone })
+	}()
+
+	if err := waitReady(ctx, adminKubeconfig, failed); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
+		return err
+	}
+	klog.InfoS("kube-apiserver is ready", "after", time.Since(start).Round(time.Millisecond))
+
+	ctlCtx, stopControllers := context.WithCancel(context.Background())
+	cmDone := goRun(ctlCtx, failed, "kube-controller-manager", func(ctx context.Context) error {
+		return control.RunControllerManager(ctx, cmArgs)
+	})
+	schedDone := goRun(ctlCtx, failed, "kube-scheduler", func(ctx context.Context) error {
+		return control.RunScheduler(ctx, schedArgs)
+	})
+	defer func() {
+		stopControllers()
+		waitOrTimeout("kube-controller-manager", func() { <-cmDone })
+		waitOrTimeout("kube-scheduler", func() { <-schedDone })
+	}()
+
+	kc := pki.Kubeconfig{Server: local, CA: tlsDir.Cert(pki.ServerCA), Cert: tlsDir.Cert(pki.ClientAdmin), Key: tlsDir.Key(pki.ClientAdmin), Embed: true}
+	if err := kc.Write(cfg.WriteKubeconfig, cfg.WriteKubeconfigMode); err != nil {
+		return fmt.Errorf("writing the admin kubeconfig %s: %w; choose another path with --write-kubeconfig", cfg.WriteKubeconfig, err)
+	}
+	klog.InfoS("skiff server is ready", "after", time.Since(start).Round(time.Millisecond), "kubeconfig", cfg.WriteKubeconfig)
+
+	select {
+	case <-ctx.Done():
+		klog.InfoS("Shutting down skiff server")
+		return nil
+	case err := <-failed:
+		return err
+	}
+}
+
+// goRun runs a component in a goroutine. An error it returns while its
+// context is still live is reported on failed; done closes when it returns.
+func goRun(ctx context.Context, failed chan<- error, name string, run func(context.Context) error) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		err := run(ctx)
+		if ctx.Err() != nil {
+			klog.InfoS("Component stopped", "component", name)
+			return
+		}
+		if err == nil {
+			err = errors.New("exited unexpectedly")
+		}
+		failed <- fmt.Errorf("%s: %w", name, err)
+	}()
+	return done
+}
+
+func waitOrTimeout(name string, wait func()) {
+	done := make(chan struct{})
+	go func() { wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(shutdownTimeout):
+		klog.InfoS("Gave up waiting for component to stop", "component", name, "timeout", shutdownTimeout)
+	}
+}
+
+// waitReady polls the apiserver's /readyz as the admin until it says ok.
+func waitReady(ctx context.Context, kubeconfig string, failed <-chan error) error {
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return err
+	}
+	rc.Timeout = 5 * time.Second
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	var lastErr error
+	err = wait.PollUntilContextCancel(ctx, 50*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		select {
+		case err := <-failed:
+			return false, err
+		default:
+		}
+		_, lastErr = client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		return lastErr == nil, nil
+	})
+	if err != nil && lastErr != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("kube-apiserver did not become ready within %s: %w", readyTimeout, lastErr)
+	}
+	return err
+}
+
+// advertiseAddress is the address other nodes and the `kubernetes` Service
+// use: the configured one, else the address of the default-route interface,
+// else loopback on a host with no network at all.
+func advertiseAddress(cfg *config.Server) (net.IP, error) {
+	if cfg.AdvertiseAddress != "" {
+		return net.ParseIP(cfg.AdvertiseAddress), nil
+	}
+	ip, err := utilnet.ResolveBindAddress(net.ParseIP(cfg.BindAddress))
+	if err != nil {
+		klog.InfoS("No default route; advertising loopback (set --advertise-address to choose)", "reason", err)
+		return net.IPv4(127, 0, 0, 1), nil
+	}
+	return ip, nil
+}

@@ -1,0 +1,262 @@
+// Package harness starts the real skiff binary for end-to-end tests and
+// benchmarks: its own data dir, free ports, and a client-go client.
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// Binary is the skiff binary under test, from $SKIFF_BIN (set by make).
+func Binary() (string, error) {
+	bin := os.Getenv("SKIFF_BIN")
+	if bin == "" {
+		return "", errors.New("SKIFF_BIN is not set: run the end-to-end tests through `make test`")
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return "", fmt.Errorf("SKIFF_BIN: %w", err)
+	}
+	return bin, nil
+}
+
+// FreePort returns a TCP port that was free on loopback a moment ago.
+func FreePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Server is one `skiff server` process.
+type Server struct {
+	Bin     string
+	DataDir string
+	Port    int
+	// Args are added after the ones that isolate this server.
+	Args []string
+	// LogPath receives the process's stdout and stderr.
+	LogPath string
+
+	controllerPort, schedulerPort int
+	cmd                           *exec.Cmd
+	done                          chan struct{}
+	exitErr                       error
+}
+
+// NewServer prepares a server on dataDir with free ports and an empty
+// config file (so a config file on the host cannot leak into the test).
+func NewServer(bin, dataDir string, args ...string) (*Server, error) {
+	s := &Server{Bin: bin, DataDir: dataDir, Args: args}
+	var err error
+	for _, p := range []*int{&s.Port, &s.controllerPort, &s.schedulerPort} {
+		if *p, err = FreePort(); err != nil {
+			return nil, err
+		}
+	}
+	s.LogPath = s.aside("log")
+	return s, nil
+}
+
+// Kubeconfig is the admin kubeconfig the server writes once it is ready.
+func (s *Server) Kubeconfig() string {
+	return s.aside("kubeconfig")
+}
+
+// ConfigFile is the config file the server is given.
+func (s *Server) ConfigFile() string {
+	return s.aside("config.yaml")
+}
+
+// aside names a file of this server beside its data dir, apart from those of
+// other servers on the same data dir.
+func (s *Server) aside(suffix string) string {
+	return filepath.Join(filepath.Dir(s.DataDir), fmt.Sprintf("%s-%d.%s", filepath.Base(s.DataDir), s.Port, suffix))
+}
+
+// CommandLine is the full argument list the server is started with.
+func (s *Server) CommandLine() []string {
+	return append([]string{"server",
+		"--disable-agent",
+		"--config", s.ConfigFile(),
+		"--data-dir", s.DataDir,
+		"--https-listen-port", strconv.Itoa(s.Port),
+		"--write-kubeconfig", s.Kubeconfig(),
+		"--kube-controller-manager-arg", "secure-port=" + strconv.Itoa(s.controllerPort),
+		"--kube-scheduler-arg", "secure-port=" + strconv.Itoa(s.schedulerPort),
+	}, s.Args...)
+}
+
+// Start starts the process with the apiserver's watch-cache consistency
+// checker on: it panics when the watch cache and the datastore disagree.
+func (s *Server) Start() error {
+	if _, err := os.Stat(s.ConfigFile()); errors.Is(err, os.ErrNotExist) {
+		if err := os.WriteFile(s.ConfigFile(), nil, 0o600); err != nil {
+			return err
+		}
+	}
+	log, err := os.OpenFile(s.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	s.cmd = exec.Command(s.Bin, s.CommandLine()...)
+	s.cmd.Stdout, s.cmd.Stderr = log, log
+	s.cmd.Env = append(os.Environ(), "KUBE_WATCHCACHE_CONSISTENCY_CHECKER=true")
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := s.cmd.Start(); err != nil {
+		log.Close()
+		return err
+	}
+	s.done = make(chan struct{})
+	go func() {
+		s.exitErr = s.cmd.Wait()
+		log.Close()
+		close(s.done)
+	}()
+	return nil
+}
+
+// Pid is the server's process id.
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
+
+// Exited reports whether the process has ended, and how.
+func (s *Server) Exited() (bool, error) {
+	select {
+	case <-s.done:
+		return true, s.exitErr
+	default:
+		return false, nil
+	}
+}
+
+// WaitReady waits until the apiserver's /readyz answers ok to the admin,
+// using the credentials the server writes into its data dir before it
+// starts the apiserver.
+func (s *Server) WaitReady(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	adminKubeconfig := filepath.Join(s.DataDir, "server", "cred", "admin.kubeconfig")
+	var lastErr error
+	for time.Now().Before(deadline) {
+		if exited, err := s.Exited(); exited {
+			return fmt.Errorf("skiff server exited before it was ready (%v); see %s", err, s.LogPath)
+		}
+		lastErr = s.readyz(adminKubeconfig)
+		if lastErr == nil {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("not ready after %s: %v; see %s", timeout, lastErr, s.LogPath)
+}
+
+func (s *Server) readyz(kubeconfig string) error {
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return err
+	}
+	rc.Timeout = 2 * time.Second
+	c, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	_, err = c.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(context.Background())
+	return err
+}
+
+// WaitKubeconfig waits for the admin kubeconfig the server writes when the
+// whole control plane has started.
+func (s *Server) WaitKubeconfig(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(s.Kubeconfig()); err == nil {
+			return nil
+		}
+		if exited, err := s.Exited(); exited {
+			return fmt.Errorf("skiff server exited (%v); see %s", err, s.LogPath)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("no kubeconfig after %s; see %s", timeout, s.LogPath)
+}
+
+// RESTConfig is the admin's client configuration.
+func (s *Server) RESTConfig() (*rest.Config, error) {
+	return clientcmd.BuildConfigFromFlags("", s.Kubeconfig())
+}
+
+// Client is an admin client-go clientset.
+func (s *Server) Client() (kubernetes.Interface, error) {
+	rc, err := s.RESTConfig()
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(rc)
+}
+
+// Stop sends SIGTERM and waits up to timeout for the process to exit; it
+// returns how long that took. On timeout the process is killed.
+func (s *Server) Stop(timeout time.Duration) (time.Duration, error) {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0, nil
+	}
+	start := time.Now()
+	if exited, err := s.Exited(); exited {
+		return 0, fmt.Errorf("already exited: %v", err)
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return 0, err
+	}
+	select {
+	case <-s.done:
+		return time.Since(start), s.exitErr
+	case <-time.After(timeout):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+		return time.Since(start), fmt.Errorf("did not exit within %s of SIGTERM; killed", timeout)
+	}
+}
+
+// Kill ends the process at once, for cleanup.
+func (s *Server) Kill() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	if exited, _ := s.Exited(); !exited {
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+}
+
+// RSS is the resident set size of the process in bytes, from /proc.
+func (s *Server) RSS() (int64, error) {
+	return RSSOf(s.Pid())
+}
+
+// RSSOf reads VmRSS of a process from /proc.
+func RSSOf(pid int) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	var kb int64
+	for line := range strings.Lines(string(data)) {
+		if n, _ := fmt.Sscanf(line, "VmRSS: %d kB", &kb); n == 1 {
+			return kb * 1024, nil
+		}
+	}
+	return 0, errors.New("no VmRSS in /proc status")
+}
