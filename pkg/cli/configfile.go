@@ -50,9 +50,6 @@ func applyConfigFile(fs *pflag.FlagSet, path string, required bool, from origins
 		if flag == nil || key.Value == "config" || key.Value == "help" {
 			return fmt.Errorf("config file %s: unknown key %q (keys are the flag names of this command; see --help)", where, key.Value)
 		}
-		if flag.Changed {
-			continue // the command line wins
-		}
 		var values []*yaml.Node
 		switch value.Kind {
 		case yaml.ScalarNode:
@@ -64,6 +61,9 @@ func applyConfigFile(fs *pflag.FlagSet, path string, required bool, from origins
 			values = value.Content
 		default:
 			return fmt.Errorf("config file %s: key %q must be a value or a list of values", where, key.Value)
+		}
+		if flag.Changed {
+			continue // the command line wins, but a malformed entry was still an error
 		}
 		for _, v := range values {
 			if v.Kind != yaml.ScalarNode {

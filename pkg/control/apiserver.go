@@ -71,10 +71,9 @@ func serviceAccountIssuer(cfg *config.Server) string {
 // RunAPIServer runs kube-apiserver until ctx ends, serving on ln (bound by
 // the caller so that a port in use is reported before anything starts).
 func RunAPIServer(ctx context.Context, args []string, ln net.Listener) error {
-	s := options.NewServerRunOptions()
-	nfs := s.Flags()
-	s.Flagz = flagz.NamedFlagSetsReader{FlagSets: nfs}
-	if err := parseFlags("kube-apiserver", nfs, args); err != nil {
+	logArgs("kube-apiserver", args)
+	s, err := apiServerOptions(args)
+	if err != nil {
 		return err
 	}
 	s.SecureServing.Listener = ln
@@ -89,4 +88,11 @@ func RunAPIServer(ctx context.Context, args []string, ln net.Listener) error {
 		return fmt.Errorf("kube-apiserver options: %w", utilerrors.NewAggregate(errs))
 	}
 	return app.Run(ctx, completed)
+}
+
+func apiServerOptions(args []string) (*options.ServerRunOptions, error) {
+	s := options.NewServerRunOptions()
+	nfs := s.Flags()
+	s.Flagz = flagz.NamedFlagSetsReader{FlagSets: nfs}
+	return s, parseFlags("kube-apiserver", nfs, args)
 }

@@ -57,10 +57,26 @@ func ArgValue(args []string, name string) string {
 	return ""
 }
 
-// parseFlags applies args to a component's flag sets the way its own
-// command line does, after logging the exact list.
-func parseFlags(component string, nfs cliflag.NamedFlagSets, args []string) error {
+// CheckArgs parses every component's arguments without starting anything,
+// so that a bad --kube-*-arg stops the server before it touches any state.
+func CheckArgs(apiserver, controllerManager, scheduler []string) error {
+	if _, err := apiServerOptions(apiserver); err != nil {
+		return err
+	}
+	if _, err := controllerManagerOptions(controllerManager); err != nil {
+		return err
+	}
+	_, err := schedulerOptions(scheduler)
+	return err
+}
+
+func logArgs(component string, args []string) {
 	klog.InfoS("Running "+component, "args", strings.Join(args, " "))
+}
+
+// parseFlags applies args to a component's flag sets the way its own
+// command line does.
+func parseFlags(component string, nfs cliflag.NamedFlagSets, args []string) error {
 	fs := pflag.NewFlagSet(component, pflag.ContinueOnError)
 	fs.SetNormalizeFunc(cliflag.WordSepNormalizeFunc)
 	for _, name := range nfs.Order {

@@ -49,13 +49,9 @@ func ControllerManagerArgs(cfg *config.Server, tls pki.Dir, kubeconfig string) [
 // apiserver must already answer: upstream gives up if it is not healthy
 // within ten seconds.
 func RunControllerManager(ctx context.Context, args []string) error {
-	s, err := options.NewKubeControllerManagerOptions()
+	logArgs("kube-controller-manager", args)
+	s, err := controllerManagerOptions(args)
 	if err != nil {
-		return fmt.Errorf("kube-controller-manager options: %w", err)
-	}
-	nfs := s.Flags(app.KnownControllers(), app.ControllersDisabledByDefault(), app.ControllerAliases())
-	s.ParsedFlags = &nfs
-	if err := parseFlags("kube-controller-manager", nfs, args); err != nil {
 		return err
 	}
 	if err := s.ComponentGlobalsRegistry.Set(); err != nil {
@@ -66,4 +62,14 @@ func RunControllerManager(ctx context.Context, args []string) error {
 		return fmt.Errorf("kube-controller-manager options: %w", err)
 	}
 	return app.Run(ctx, c.Complete())
+}
+
+func controllerManagerOptions(args []string) (*options.KubeControllerManagerOptions, error) {
+	s, err := options.NewKubeControllerManagerOptions()
+	if err != nil {
+		return nil, fmt.Errorf("kube-controller-manager options: %w", err)
+	}
+	nfs := s.Flags(app.KnownControllers(), app.ControllersDisabledByDefault(), app.ControllerAliases())
+	s.ParsedFlags = &nfs
+	return s, parseFlags("kube-controller-manager", nfs, args)
 }

@@ -30,9 +30,9 @@ func SchedulerArgs(cfg *config.Server, kubeconfig string) []string {
 
 // RunScheduler runs kube-scheduler until ctx ends.
 func RunScheduler(ctx context.Context, args []string) error {
-	var err error
-	opts := options.NewOptions()
-	if err := parseFlags("kube-scheduler", *opts.Flags, args); err != nil {
+	logArgs("kube-scheduler", args)
+	opts, err := schedulerOptions(args)
+	if err != nil {
 		return err
 	}
 	if err := opts.ComponentGlobalsRegistry.Set(); err != nil {
@@ -47,4 +47,9 @@ func RunScheduler(ctx context.Context, args []string) error {
 		return fmt.Errorf("kube-scheduler setup: %w", err)
 	}
 	return app.Run(ctx, cc, sched)
+}
+
+func schedulerOptions(args []string) (*options.Options, error) {
+	opts := options.NewOptions()
+	return opts, parseFlags("kube-scheduler", *opts.Flags, args)
 }

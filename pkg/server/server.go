@@ -65,6 +65,9 @@ func Run(ctx context.Context, cfg *config.Server) error {
 			return err
 		}
 	}
+	if err := control.CheckArgs(control.APIServerArgs(cfg, tlsDir, &datastore.Backend{}, advertise), cmArgs, schedArgs); err != nil {
+		return err
+	}
 	lock, err := lockDataDir(cfg.ServerDir())
 	if err != nil {
 		return err

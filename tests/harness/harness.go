@@ -109,6 +109,11 @@ func (s *Server) Start() error {
 			return err
 		}
 	}
+	// The server writes the kubeconfig when it is ready; a stale one from
+	// an earlier start must not count.
+	if err := os.Remove(s.Kubeconfig()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
 	log, err := os.OpenFile(s.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
