@@ -1,0 +1,118 @@
+package pki
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	certutil "k8s.io/client-go/util/cert"
+)
+
+func readAll(t *testing.T, dir Dir) map[string][]byte {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(string(dir), "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]byte{}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[filepath.Base(f)] = data
+	}
+	return out
+}
+
+func TestEnsureKeepsWhatIsGoodAndReissuesForNewNames(t *testing.T) {
+	dir := Dir(t.TempDir())
+	names := ServingNames("cluster.local", net.ParseIP("10.43.0.1"), []net.IP{net.ParseIP("192.0.2.10")}, []string{"skiff.example"})
+	if err := Ensure(dir, names); err != nil {
+		t.Fatal(err)
+	}
+	first := readAll(t, dir)
+	if len(first) != 20 {
+		t.Errorf("%d files in the TLS dir, want 20", len(first))
+	}
+	for name := range first {
+		fi, _ := os.Stat(filepath.Join(string(dir), name))
+		if strings.HasSuffix(name, ".key") && fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %o", name, fi.Mode().Perm())
+		}
+	}
+
+	if err := Ensure(dir, names); err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range readAll(t, dir) {
+		if !bytes.Equal(data, first[name]) {
+			t.Errorf("%s changed on a second Ensure with the same names", name)
+		}
+	}
+
+	names.DNSNames = append(names.DNSNames, "new.example")
+	if err := Ensure(dir, names); err != nil {
+		t.Fatal(err)
+	}
+	after := readAll(t, dir)
+	if bytes.Equal(after[ServingAPIServer+".crt"], first[ServingAPIServer+".crt"]) {
+		t.Error("serving certificate was not re-issued for a new name")
+	}
+	if !bytes.Equal(after[ServerCA+".crt"], first[ServerCA+".crt"]) || !bytes.Equal(after[ServerCA+".key"], first[ServerCA+".key"]) {
+		t.Error("the CA changed when a leaf was re-issued")
+	}
+	certs, err := certutil.ParseCertsPEM(after[ServingAPIServer+".crt"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(certs[0].DNSNames, ","), "new.example") {
+		t.Errorf("re-issued serving certificate names %v", certs[0].DNSNames)
+	}
+}
+
+func TestEnsureNeverReplacesABrokenCA(t *testing.T) {
+	dir := Dir(t.TempDir())
+	if err := Ensure(dir, certutil.AltNames{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir.Cert(ClientCA), []byte("garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := Ensure(dir, certutil.AltNames{}); err == nil || !strings.Contains(err.Error(), "restore it from a backup") {
+		t.Errorf("got %v", err)
+	}
+	if data, _ := os.ReadFile(dir.Cert(ClientCA)); string(data) != "garbage" {
+		t.Error("the broken CA file was overwritten")
+	}
+}
+
+func TestKubeconfigWriteIsIdempotent(t *testing.T) {
+	dir := Dir(t.TempDir())
+	if err := Ensure(dir, certutil.AltNames{}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "admin.yaml")
+	kc := Kubeconfig{Server: "https://127.0.0.1:6443", CA: dir.Cert(ServerCA), Cert: dir.Cert(ClientAdmin), Key: dir.Key(ClientAdmin), Embed: true}
+	if err := kc.Write(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.Stat(path)
+	if err := kc.Write(path, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := os.Stat(path)
+	if !after.ModTime().Equal(before.ModTime()) {
+		t.Error("an unchanged kubeconfig was rewritten")
+	}
+	if after.Mode().Perm() != 0o640 {
+		t.Errorf("mode %o, want the requested 0640", after.Mode().Perm())
+	}
+	data, _ := os.ReadFile(path)
+	if !strings.Contains(string(data), "client-key-data") || strings.Contains(string(data), string(dir)) {
+		t.Error("an embedded kubeconfig must carry the data, not paths")
+	}
+}

@@ -1,0 +1,126 @@
+// Command bench measures skiff server's start time and idle memory with the
+// real binary, and prints medians over several runs (these machines are
+// noisy). Run it through `make bench`.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/skiff-dev/skiff/tests/harness"
+)
+
+func main() {
+	bin := flag.String("bin", "", "skiff binary (default $SKIFF_BIN)")
+	runs := flag.Int("runs", 5, "runs per figure")
+	idle := flag.Duration("idle", time.Minute, "how long after ready the idle RSS is read")
+	flag.Parse()
+	if *bin != "" {
+		os.Setenv("SKIFF_BIN", *bin)
+	}
+	if err := run(*runs, *idle); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(runs int, idle time.Duration) error {
+	bin, err := harness.Binary()
+	if err != nil {
+		return err
+	}
+	root, err := os.MkdirTemp("", "skiff-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(root)
+
+	var emptyReady, emptyFull, existingReady, existingFull, stop []time.Duration
+	var rssBytes []float64
+	for i := range runs {
+		r, err := startOnce(bin, filepath.Join(root, fmt.Sprintf("empty-%d", i)), 0)
+		if err != nil {
+			return err
+		}
+		emptyReady, emptyFull, stop = append(emptyReady, r.ready), append(emptyFull, r.full), append(stop, r.stop)
+		fmt.Printf("run %d, empty data dir: readyz %s, control plane %s\n", i+1, r.ready, r.full)
+	}
+	existing := filepath.Join(root, "existing")
+	if _, err := startOnce(bin, existing, 0); err != nil {
+		return err
+	}
+	for i := range runs {
+		r, err := startOnce(bin, existing, idle)
+		if err != nil {
+			return err
+		}
+		existingReady, existingFull, stop = append(existingReady, r.ready), append(existingFull, r.full), append(stop, r.stop)
+		rssBytes = append(rssBytes, float64(r.rss))
+		fmt.Printf("run %d, existing data dir: readyz %s, control plane %s, RSS after %s idle %.0f MiB\n", i+1, r.ready, r.full, idle, float64(r.rss)/(1<<20))
+	}
+	fmt.Printf("\nskiff server --disable-agent, median of %d runs (min-max):\n", runs)
+	fmt.Printf("  start to /readyz ok, empty data dir:      %s\n", spread(emptyReady))
+	fmt.Printf("  start to /readyz ok, existing data dir:   %s\n", spread(existingReady))
+	fmt.Printf("  start to whole control plane, empty:      %s\n", spread(emptyFull))
+	fmt.Printf("  start to whole control plane, existing:   %s\n", spread(existingFull))
+	fmt.Printf("  SIGTERM to exit:                          %s\n", spread(stop))
+	fmt.Printf("  RSS %s after ready, idle:                %.0f MiB (%.0f-%.0f)\n", idle, median(rssBytes)/(1<<20), slices.Min(rssBytes)/(1<<20), slices.Max(rssBytes)/(1<<20))
+	return nil
+}
+
+type result struct {
+	ready, full, stop time.Duration
+	rss               int64
+}
+
+// startOnce starts a server on dataDir, times /readyz and the admin
+// kubeconfig (written once the controllers run), optionally idles and reads
+// RSS, then stops it.
+func startOnce(bin, dataDir string, idle time.Duration) (result, error) {
+	s, err := harness.NewServer(bin, dataDir)
+	if err != nil {
+		return result{}, err
+	}
+	defer s.Kill()
+	start := time.Now()
+	if err := s.Start(); err != nil {
+		return result{}, err
+	}
+	var r result
+	if err := s.WaitReady(2 * time.Minute); err != nil {
+		return r, err
+	}
+	r.ready = time.Since(start)
+	if err := s.WaitKubeconfig(2 * time.Minute); err != nil {
+		return r, err
+	}
+	r.full = time.Since(start)
+	if idle > 0 {
+		time.Sleep(idle)
+		if r.rss, err = s.RSS(); err != nil {
+			return r, err
+		}
+	}
+	if r.stop, err = s.Stop(time.Minute); err != nil {
+		return r, fmt.Errorf("stop: %w; see %s", err, s.LogPath)
+	}
+	return r, nil
+}
+
+func median[T float64 | time.Duration](xs []T) T {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func spread(ds []time.Duration) string {
+	r := func(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
+	return fmt.Sprintf("%s (%s-%s)", r(median(ds)), r(slices.Min(ds)), r(slices.Max(ds)))
+}
