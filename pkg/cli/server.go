@@ -9,16 +9,21 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
+	"k8s.io/kubernetes/pkg/util/taints"
 
 	"github.com/skiff-dev/skiff/pkg/config"
 	"github.com/skiff-dev/skiff/pkg/datastore"
 	"github.com/skiff-dev/skiff/pkg/server"
+	"github.com/skiff-dev/skiff/pkg/simnode"
 	"github.com/skiff-dev/skiff/pkg/version"
 )
 
@@ -43,6 +48,13 @@ type serverFlags struct {
 	schedulerArgs       []string
 	disableAgent        bool
 	verbosity           int
+	simulated           simulatedFlags
+}
+
+type simulatedFlags struct {
+	count             int
+	cpu, memory, pods string
+	labels, taints    []string
 }
 
 func (f *serverFlags) add(fs *pflag.FlagSet) {
@@ -50,7 +62,7 @@ func (f *serverFlags) add(fs *pflag.FlagSet) {
 	fs.StringVarP(&f.dataDir, "data-dir", "d", config.DefaultDataDir, "Folder to hold state")
 	fs.StringVar(&f.bindAddress, "bind-address", config.DefaultBindAddress, "Address the apiserver listens on")
 	fs.StringVar(&f.advertiseAddress, "advertise-address", "", "Address the apiserver advertises to the cluster (default: the address of the default-route interface)")
-	fs.IntVar(&f.httpsListenPort, "https-listen-port", config.DefaultHTTPSListenPort, "HTTPS port of the apiserver")
+	fs.IntVar(&f.httpsListenPort, "https-listen-port", config.DefaultHTTPSListenPort, "HTTPS port of the apiserver (0: any free port; the kubeconfig names the one chosen)")
 	fs.StringSliceVar(&f.tlsSANs, "tls-san", nil, "Extra host names or IP addresses for the apiserver's serving certificate")
 	fs.StringVar(&f.clusterCIDR, "cluster-cidr", config.DefaultClusterCIDR, "Network CIDR for pod IPs")
 	fs.StringVar(&f.serviceCIDR, "service-cidr", config.DefaultServiceCIDR, "Network CIDR for service IPs")
@@ -67,6 +79,13 @@ func (f *serverFlags) add(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.schedulerArgs, "kube-scheduler-arg", nil, "Extra kube-scheduler flag as flag=value (repeatable)")
 	fs.BoolVar(&f.disableAgent, "disable-agent", false, "Run only the control plane, no node agent")
 	fs.IntVarP(&f.verbosity, "v", "v", 0, "Log verbosity")
+	sim := simnode.DefaultConfig()
+	fs.IntVar(&f.simulated.count, "simulated-nodes", 0, "Register this many simulated nodes that run pods without containers (for scale tests)")
+	fs.StringVar(&f.simulated.cpu, "simulated-node-cpu", sim.CPU.String(), "CPU capacity of each simulated node")
+	fs.StringVar(&f.simulated.memory, "simulated-node-memory", sim.Memory.String(), "Memory capacity of each simulated node")
+	fs.StringVar(&f.simulated.pods, "simulated-node-pods", sim.Pods.String(), "Pod capacity of each simulated node")
+	fs.StringArrayVar(&f.simulated.labels, "simulated-node-label", nil, "Label of each simulated node, key=value (repeatable)")
+	fs.StringArrayVar(&f.simulated.taints, "simulated-node-taint", nil, "Taint of each simulated node, key=value:Effect (repeatable)")
 }
 
 func newServerCommand() *cobra.Command {
@@ -139,6 +158,10 @@ func (f *serverFlags) serverConfig(from origins) (*config.Server, error) {
 		return nil, wrap(&config.FieldError{Field: "write-kubeconfig-mode", Value: f.writeKubeconfigMode, Reason: "must be an octal file mode such as 0600"})
 	}
 	cfg.WriteKubeconfigMode = os.FileMode(mode)
+	if cfg.SimulatedNodes, err = f.simulated.config(); err != nil {
+		return nil, wrap(err)
+	}
+	cfg.SimulatedNodes.Version = version.Kubernetes()
 	if err := cfg.Validate(); err != nil {
 		return nil, wrap(err)
 	}
@@ -166,4 +189,31 @@ func setVerbosity(v int) {
 	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
 	klog.InitFlags(fs)
 	_ = fs.Set("v", strconv.Itoa(v))
+}
+
+// config parses the simulated-node flags with upstream's label and taint
+// syntax (that of kubectl label and kubectl taint).
+func (f *simulatedFlags) config() (simnode.Config, error) {
+	c := simnode.DefaultConfig()
+	c.Count = f.count
+	var err error
+	for _, q := range []struct {
+		flag, value string
+		into        *resource.Quantity
+	}{
+		{"simulated-node-cpu", f.cpu, &c.CPU},
+		{"simulated-node-memory", f.memory, &c.Memory},
+		{"simulated-node-pods", f.pods, &c.Pods},
+	} {
+		if *q.into, err = resource.ParseQuantity(q.value); err != nil {
+			return c, &config.FieldError{Field: q.flag, Value: q.value, Reason: "not a quantity such as 32, 500m or 256Gi"}
+		}
+	}
+	if c.Labels, err = labels.ConvertSelectorToLabelsMap(strings.Join(f.labels, ",")); err != nil {
+		return c, &config.FieldError{Field: "simulated-node-label", Value: strings.Join(f.labels, ","), Reason: err.Error()}
+	}
+	if c.Taints, _, err = taints.ParseTaints(f.taints); err != nil {
+		return c, &config.FieldError{Field: "simulated-node-taint", Value: strings.Join(f.taints, ","), Reason: err.Error()}
+	}
+	return c, nil
 }

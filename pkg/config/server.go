@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/skiff-dev/skiff/pkg/datastore"
+	"github.com/skiff-dev/skiff/pkg/simnode"
 )
 
 // Defaults, named as in k3s where the concept is the same.
@@ -50,6 +51,9 @@ type Server struct {
 	ExtraSchedulerArgs         []string
 
 	DisableAgent bool
+
+	// SimulatedNodes are registered and simulated by the server itself.
+	SimulatedNodes simnode.Config
 }
 
 // ServerDir is where the control plane keeps its state.

@@ -28,8 +28,8 @@ func (s *Server) Validate() error {
 	if s.DataDir == "" {
 		return &FieldError{"data-dir", s.DataDir, "must not be empty"}
 	}
-	if s.HTTPSListenPort < 1 || s.HTTPSListenPort > 65535 {
-		return &FieldError{"https-listen-port", fmt.Sprint(s.HTTPSListenPort), "must be between 1 and 65535"}
+	if s.HTTPSListenPort < 0 || s.HTTPSListenPort > 65535 {
+		return &FieldError{"https-listen-port", fmt.Sprint(s.HTTPSListenPort), "must be between 1 and 65535, or 0 for any free port"}
 	}
 	if net.ParseIP(s.BindAddress) == nil {
 		return &FieldError{"bind-address", s.BindAddress, "not an IP address"}
@@ -59,6 +59,9 @@ func (s *Server) Validate() error {
 	}
 	if err := datastore.CheckEndpoint(s.Datastore.Endpoint); err != nil {
 		return &FieldError{"datastore-endpoint", datastore.Redact(s.Datastore.Endpoint), err.Error()}
+	}
+	if err := s.SimulatedNodes.Validate(); err != nil {
+		return &FieldError{"simulated-nodes", fmt.Sprint(s.SimulatedNodes.Count), err.Error()}
 	}
 	for _, set := range []struct {
 		flag string

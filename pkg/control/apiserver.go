@@ -20,7 +20,10 @@ import (
 // APIServerArgs are skiff's secure defaults for kube-apiserver (anonymous
 // auth off, Node+RBAC, NodeRestriction, profiling off), merged with the
 // user's --kube-apiserver-arg values.
-func APIServerArgs(cfg *config.Server, tls pki.Dir, db *datastore.Backend, advertise net.IP) []string {
+//
+// port is the port actually bound, which differs from cfg.HTTPSListenPort
+// when that is 0 (any free port).
+func APIServerArgs(cfg *config.Server, port int, tls pki.Dir, db *datastore.Backend, advertise net.IP) []string {
 	d := map[string]string{
 		"advertise-address":                  advertise.String(),
 		"allow-privileged":                   "true",
@@ -42,7 +45,7 @@ func APIServerArgs(cfg *config.Server, tls pki.Dir, db *datastore.Backend, adver
 		"requestheader-extra-headers-prefix": "X-Remote-Extra-",
 		"requestheader-group-headers":        "X-Remote-Group",
 		"requestheader-username-headers":     "X-Remote-User",
-		"secure-port":                        strconv.Itoa(cfg.HTTPSListenPort),
+		"secure-port":                        strconv.Itoa(port),
 		"service-account-issuer":             serviceAccountIssuer(cfg),
 		"service-account-key-file":           tls.PublicKey(pki.ServiceAccountKey),
 		"service-account-signing-key-file":   tls.Key(pki.ServiceAccountKey),

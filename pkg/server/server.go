@@ -23,6 +23,7 @@ import (
 	"github.com/skiff-dev/skiff/pkg/control"
 	"github.com/skiff-dev/skiff/pkg/datastore"
 	"github.com/skiff-dev/skiff/pkg/pki"
+	"github.com/skiff-dev/skiff/pkg/simnode"
 )
 
 // shutdownTimeout bounds how long each stage of shutdown may take before
@@ -49,6 +50,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		return err
 	}
 	defer apiListener.Close()
+	port := apiListener.Addr().(*net.TCPAddr).Port
 	controllerKubeconfig := filepath.Join(cfg.CredDir(), "controller.kubeconfig")
 	schedulerKubeconfig := filepath.Join(cfg.CredDir(), "scheduler.kubeconfig")
 	cmArgs := control.ControllerManagerArgs(cfg, tlsDir, controllerKubeconfig)
@@ -65,7 +67,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 			return err
 		}
 	}
-	if err := control.CheckArgs(control.APIServerArgs(cfg, tlsDir, &datastore.Backend{}, advertise), cmArgs, schedArgs); err != nil {
+	if err := control.CheckArgs(control.APIServerArgs(cfg, port, tlsDir, &datastore.Backend{}, advertise), cmArgs, schedArgs); err != nil {
 		return err
 	}
 	lock, err := lockDataDir(cfg.ServerDir())
@@ -86,7 +88,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	if err := os.MkdirAll(cfg.CredDir(), 0o700); err != nil {
 		return fmt.Errorf("creating %s: %w", cfg.CredDir(), err)
 	}
-	local := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.HTTPSListenPort))
+	local := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	adminKubeconfig := filepath.Join(cfg.CredDir(), "admin.kubeconfig")
 	for path, cert := range map[string]string{
 		adminKubeconfig:      pki.ClientAdmin,
@@ -115,7 +117,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	failed := make(chan error, 3)
 	apiCtx, stopAPI := context.WithCancel(context.Background())
 	apiDone := goRun(apiCtx, failed, "kube-apiserver", func(ctx context.Context) error {
-		return control.RunAPIServer(ctx, control.APIServerArgs(cfg, tlsDir, db, advertise), apiListener)
+		return control.RunAPIServer(ctx, control.APIServerArgs(cfg, port, tlsDir, db, advertise), apiListener)
 	})
 	defer func() {
 		stopAPI()
@@ -142,6 +144,17 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		waitOrTimeout("kube-controller-manager", func() { <-cmDone })
 		waitOrTimeout("kube-scheduler", func() { <-schedDone })
 	}()
+
+	if cfg.SimulatedNodes.Count > 0 {
+		simCtx, stopSim := context.WithCancel(context.Background())
+		simDone := goRun(simCtx, failed, "simulated nodes", func(ctx context.Context) error {
+			return runSimulatedNodes(ctx, adminKubeconfig, cfg.SimulatedNodes)
+		})
+		defer func() {
+			stopSim()
+			waitOrTimeout("simulated nodes", func() { <-simDone })
+		}()
+	}
 
 	kc := pki.Kubeconfig{Server: local, CA: tlsDir.Cert(pki.ServerCA), Cert: tlsDir.Cert(pki.ClientAdmin), Key: tlsDir.Key(pki.ClientAdmin), Embed: true}
 	if err := kc.Write(cfg.WriteKubeconfig, cfg.WriteKubeconfigMode); err != nil {
@@ -229,4 +242,21 @@ func advertiseAddress(cfg *config.Server) (net.IP, error) {
 		return net.IPv4(127, 0, 0, 1), nil
 	}
 	return ip, nil
+}
+
+// runSimulatedNodes runs the simulator as the admin, with client limits
+// sized for the status updates of thousands of pods against a local
+// apiserver.
+func runSimulatedNodes(ctx context.Context, kubeconfig string, cfg simnode.Config) error {
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return err
+	}
+	rc.QPS, rc.Burst = 500, 1000
+	rc.UserAgent = "skiff-simulated-nodes"
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	return simnode.Run(ctx, client, cfg)
 }
