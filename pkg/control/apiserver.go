@@ -55,6 +55,12 @@ func APIServerArgs(cfg *config.Server, port int, tls pki.Dir, db *datastore.Back
 		"tls-cert-file":                      tls.Cert(pki.ServingAPIServer),
 		"tls-private-key-file":               tls.Key(pki.ServingAPIServer),
 	}
+	if advertise.IsLoopback() {
+		// The endpoint reconciler refuses a loopback address (it would
+		// publish it as the kubernetes Service's endpoint); with no network
+		// to advertise, publish none.
+		d["endpoint-reconciler-type"] = "none"
+	}
 	if db.CAFile != "" {
 		d["etcd-cafile"] = db.CAFile
 	}

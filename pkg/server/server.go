@@ -213,17 +213,20 @@ func waitReady(ctx context.Context, kubeconfig string, failed <-chan error) erro
 	}
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
-	var lastErr error
-	err = wait.PollUntilContextCancel(ctx, 50*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+	var lastErr, componentErr error
+	err = wait.PollUntilContextCancel(ctx, 20*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		select {
-		case err := <-failed:
-			return false, err
+		case componentErr = <-failed:
+			return false, componentErr
 		default:
 		}
 		_, lastErr = client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 		return lastErr == nil, nil
 	})
-	if err != nil && lastErr != nil && !errors.Is(err, context.Canceled) {
+	switch {
+	case componentErr != nil:
+		return componentErr
+	case err != nil && lastErr != nil && errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("kube-apiserver did not become ready within %s: %w", readyTimeout, lastErr)
 	}
 	return err
