@@ -25,7 +25,7 @@ VERSION_LDFLAGS := \
 
 export CGO_ENABLED := 1
 
-.PHONY: all build test test-unit test-e2e bench vet fmt clean
+.PHONY: all build test test-unit test-e2e bench bench-controlplane bench-testenv examples vet clean
 
 all: build
 
@@ -47,6 +47,17 @@ test: vet test-unit test-e2e
 
 bench: build
 	$(GO) run ./tests/bench -bin $(CURDIR)/$(BIN) $(BENCHFLAGS)
+
+bench-controlplane: build
+	$(GO) run ./tests/bench -bin $(CURDIR)/$(BIN) -suite controlplane $(BENCHFLAGS)
+
+bench-testenv: build
+	$(GO) run ./tests/bench -bin $(CURDIR)/$(BIN) -suite testenv $(BENCHFLAGS)
+
+# The testenv examples and tests: a controller-runtime reconciler, the
+# controllers envtest lacks, simulated nodes, ten parallel environments.
+examples: build
+	SKIFF_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v ./pkg/testenv/
 
 clean:
 	rm -rf bin

@@ -18,11 +18,21 @@ func main() {
 	bin := flag.String("bin", "", "skiff binary (default $SKIFF_BIN)")
 	runs := flag.Int("runs", 5, "runs per figure")
 	idle := flag.Duration("idle", time.Minute, "how long after ready the idle RSS is read")
+	suite := flag.String("suite", "all", "controlplane, testenv or all")
+	testenvRuns := flag.Int("testenv-runs", 10, "runs per testenv figure")
+	toolDir := flag.String("tools", "bin/bench", "where the envtest comparison's etcd and kube-apiserver are built")
 	flag.Parse()
 	if *bin != "" {
 		os.Setenv("SKIFF_BIN", *bin)
 	}
-	if err := run(*runs, *idle); err != nil {
+	var err error
+	if *suite == "controlplane" || *suite == "all" {
+		err = run(*runs, *idle)
+	}
+	if err == nil && (*suite == "testenv" || *suite == "all") {
+		err = benchTestenv(*testenvRuns, *toolDir)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
