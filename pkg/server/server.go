@@ -114,7 +114,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		waitOrTimeout("datastore", db.Wait)
 	}()
 
-	failed := make(chan error, 3)
+	failed := make(chan error, 8) // room for every component: a failing one never blocks
 	apiCtx, stopAPI := context.WithCancel(context.Background())
 	apiDone := goRun(apiCtx, failed, "kube-apiserver", func(ctx context.Context) error {
 		return control.RunAPIServer(ctx, control.APIServerArgs(cfg, port, tlsDir, db, advertise), apiListener)

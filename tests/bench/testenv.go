@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
@@ -169,24 +168,9 @@ func simulatedPodsPerSecond(nodes, pods int) (float64, error) {
 		return 0, fmt.Errorf("simulated nodes not schedulable: %w", err)
 	}
 	start := time.Now()
-	var wg sync.WaitGroup
-	work := make(chan int)
-	for range 16 {
-		wg.Go(func() {
-			for i := range work {
-				pod := &corev1.Pod{
-					ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("p-%d", i), Labels: map[string]string{"app": "bench"}},
-					Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.invalid/app:1"}}},
-				}
-				_, _ = c.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{})
-			}
-		})
+	if err := harness.CreatePods(ctx, c, "default", "bench", pods); err != nil {
+		return 0, err
 	}
-	for i := range pods {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
 	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
 		list, err := c.CoreV1().Pods("default").List(ctx, metav1.ListOptions{})
 		if err != nil {

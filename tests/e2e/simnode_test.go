@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -11,6 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/skiff-dev/skiff/tests/harness"
 )
 
 // TestSimulatedNodesAtScale: 100 simulated nodes get 1000 pods Running with
@@ -46,7 +47,9 @@ func TestSimulatedNodesAtScale(t *testing.T) {
 	}
 
 	start := time.Now()
-	createPods(t, ctx, c, pods)
+	if err := harness.CreatePods(ctx, c, "default", "scale", pods); err != nil {
+		t.Fatalf("creating pods: %v", err)
+	}
 	var running int
 	err = wait.PollUntilContextTimeout(ctx, time.Second, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
 		list, err := c.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=scale"})
@@ -87,34 +90,4 @@ func isNodeReady(n *corev1.Node) bool {
 		}
 	}
 	return false
-}
-
-// createPods creates n pods from 16 goroutines.
-func createPods(t *testing.T, ctx context.Context, c kubernetes.Interface, n int) {
-	t.Helper()
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	work := make(chan int)
-	for range 16 {
-		wg.Go(func() {
-			for i := range work {
-				pod := &corev1.Pod{
-					ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("scale-%d", i), Labels: map[string]string{"app": "scale"}},
-					Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.invalid/app:1"}}},
-				}
-				if _, err := c.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
-					errs <- err
-				}
-			}
-		})
-	}
-	for i := range n {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatalf("creating pods: %v", err)
-	}
 }
