@@ -34,11 +34,14 @@ build:
 
 vet:
 	$(GO) vet ./...
+	cd pkg/testenv && $(GO) vet ./...
 	@test -z "$$(gofmt -l cmd pkg tests)" || { gofmt -l cmd pkg tests; echo "gofmt needed"; exit 1; }
 
-# pkg/testenv's tests start the binary too.
+# pkg/testenv is a module of its own (so operators can import it without
+# Kubernetes' replace lines); its tests start the binary too.
 test-unit: build
-	SKIFF_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 20m ./pkg/... ./cmd/...
+	$(GO) test -count=1 ./pkg/... ./cmd/...
+	cd pkg/testenv && SKIFF_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 20m ./...
 
 test-e2e: build
 	SKIFF_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 40m -v ./tests/e2e/...
@@ -57,7 +60,7 @@ bench-testenv: build
 # The testenv examples and tests: a controller-runtime reconciler, the
 # controllers envtest lacks, simulated nodes, ten parallel environments.
 examples: build
-	SKIFF_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v ./pkg/testenv/
+	cd pkg/testenv && SKIFF_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v ./...
 
 clean:
 	rm -rf bin

@@ -17,6 +17,10 @@
 // process, and a process is also what stops cleanly and completely.
 //
 // The skiff binary is found through WithBinary, then $SKIFF_BIN, then $PATH.
+//
+// testenv is a Go module of its own that needs only client-go and the
+// apiextensions API: importing it does not bring in k8s.io/kubernetes and
+// the replace lines that module requires.
 package testenv
 
 import (
