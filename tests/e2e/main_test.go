@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/client-go/rest"
+
 	"github.com/skiff-dev/skiff/tests/harness"
 )
 
@@ -73,4 +75,13 @@ func tail(s string, lines int) string {
 		}
 	}
 	return s
+}
+
+func mustRESTConfig(t *testing.T, s *harness.Server) *rest.Config {
+	t.Helper()
+	rc, err := s.RESTConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rc
 }
