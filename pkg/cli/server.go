@@ -74,6 +74,7 @@ func (f *serverFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&f.datastore.CAFile, "datastore-cafile", "", "TLS CA file for the datastore")
 	fs.StringVar(&f.datastore.CertFile, "datastore-certfile", "", "TLS client certificate file for the datastore")
 	fs.StringVar(&f.datastore.KeyFile, "datastore-keyfile", "", "TLS client key file for the datastore")
+	fs.DurationVar(&f.datastore.CompactInterval, "datastore-compact-interval", datastore.DefaultCompactInterval, "How often old revisions are compacted, keeping the newest 1000 (0: when the apiserver asks)")
 	fs.StringArrayVar(&f.apiserverArgs, "kube-apiserver-arg", nil, "Extra kube-apiserver flag as flag=value (repeatable)")
 	fs.StringArrayVar(&f.controllerArgs, "kube-controller-manager-arg", nil, "Extra kube-controller-manager flag as flag=value (repeatable)")
 	fs.StringArrayVar(&f.schedulerArgs, "kube-scheduler-arg", nil, "Extra kube-scheduler flag as flag=value (repeatable)")

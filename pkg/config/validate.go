@@ -57,6 +57,9 @@ func (s *Server) Validate() error {
 	if s.WriteKubeconfigMode&^0o777 != 0 {
 		return &FieldError{"write-kubeconfig-mode", fmt.Sprintf("%o", s.WriteKubeconfigMode), "must be a file mode such as 0600"}
 	}
+	if s.Datastore.CompactInterval < 0 {
+		return &FieldError{"datastore-compact-interval", s.Datastore.CompactInterval.String(), "cannot be negative"}
+	}
 	if err := datastore.CheckEndpoint(s.Datastore.Endpoint); err != nil {
 		return &FieldError{"datastore-endpoint", datastore.Redact(s.Datastore.Endpoint), err.Error()}
 	}

@@ -5,6 +5,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/skiff-dev/skiff/pkg/datastore"
 )
@@ -57,6 +58,7 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"cluster-domain", func(s *Server) { s.ClusterDomain = "" }},
 		{"write-kubeconfig-mode", func(s *Server) { s.WriteKubeconfigMode = 0o7777 }},
 		{"datastore-endpoint", func(s *Server) { s.Datastore = datastore.Config{Endpoint: "nope"} }},
+		{"datastore-compact-interval", func(s *Server) { s.Datastore.CompactInterval = -time.Second }},
 		{"datastore-endpoint", func(s *Server) { s.Datastore = datastore.Config{Endpoint: "cassandra://x"} }},
 		{"kube-apiserver-arg", func(s *Server) { s.ExtraAPIServerArgs = []string{"v"} }},
 		{"kube-scheduler-arg", func(s *Server) { s.ExtraSchedulerArgs = []string{"=1"} }},

@@ -28,7 +28,13 @@ type Config struct {
 	CAFile   string // --datastore-cafile
 	CertFile string // --datastore-certfile
 	KeyFile  string // --datastore-keyfile
+	// CompactInterval is how often kine compacts old revisions (keeping the
+	// newest 1000); 0 leaves compaction to the apiserver's requests.
+	CompactInterval time.Duration // --datastore-compact-interval
 }
+
+// DefaultCompactInterval is kine's compaction period as k3s runs it.
+const DefaultCompactInterval = 5 * time.Minute
 
 // Backend is what the apiserver needs to talk to the running datastore.
 type Backend struct {
@@ -107,7 +113,7 @@ func Start(ctx context.Context, cfg Config, dbDir, socket string) (*Backend, err
 	// kine's Config has no usable zero value: these are the defaults of the
 	// kine command line, except the compact interval, which k3s also sets so
 	// that old revisions really are compacted and stale list continue tokens
-	// expire with 410 Gone.
+	// expire with 410 Gone (tests/e2e checks that they do).
 	wg := &sync.WaitGroup{}
 	etcd, err := endpoint.Listen(ctx, endpoint.Config{
 		WaitGroup:           wg,
@@ -116,7 +122,7 @@ func Start(ctx context.Context, cfg Config, dbDir, socket string) (*Backend, err
 		BackendTLSConfig:    backendTLS,
 		NotifyInterval:      5 * time.Second,
 		EmulatedETCDVersion: "3.6.11",
-		CompactInterval:     5 * time.Minute,
+		CompactInterval:     cfg.CompactInterval,
 		CompactTimeout:      5 * time.Second,
 		CompactMinRetain:    1000,
 		CompactBatchSize:    1000,
