@@ -10,6 +10,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/skiff-dev/skiff/pkg/control"
 )
 
 // listen binds addr:port for a component, turning "address in use" into a
@@ -23,6 +25,24 @@ func listen(what, flag, host string, port int) (net.Listener, error) {
 		return nil, fmt.Errorf("cannot listen on %s:%d for the %s: %w", host, port, what, err)
 	}
 	return ln, nil
+}
+
+// checkComponents fails when the controller-manager's or the scheduler's
+// port is taken, or when any component's arguments do not parse.
+func checkComponents(apiserverArgs, controllerArgs, schedulerArgs []string) error {
+	for _, c := range []struct {
+		what, flag string
+		args       []string
+	}{
+		{"kube-controller-manager", "--kube-controller-manager-arg=secure-port=N", controllerArgs},
+		{"kube-scheduler", "--kube-scheduler-arg=secure-port=N", schedulerArgs},
+	} {
+		port, _ := strconv.Atoi(control.ArgValue(c.args, "secure-port"))
+		if err := checkFree(c.what, c.flag, control.ArgValue(c.args, "bind-address"), port); err != nil {
+			return err
+		}
+	}
+	return control.CheckArgs(apiserverArgs, controllerArgs, schedulerArgs)
 }
 
 // checkFree fails when a component's port is taken, without keeping it.

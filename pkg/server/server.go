@@ -39,10 +39,7 @@ const readyTimeout = 3 * time.Minute
 func Run(ctx context.Context, cfg *config.Server) error {
 	start := time.Now()
 	tlsDir := pki.Dir(cfg.TLSDir())
-	advertise, err := advertiseAddress(cfg)
-	if err != nil {
-		return err
-	}
+	advertise := advertiseAddress(cfg)
 
 	// Checks that must pass before any state is touched.
 	apiListener, err := listen("apiserver", "--https-listen-port", cfg.BindAddress, cfg.HTTPSListenPort)
@@ -55,19 +52,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	schedulerKubeconfig := filepath.Join(cfg.CredDir(), "scheduler.kubeconfig")
 	cmArgs := control.ControllerManagerArgs(cfg, tlsDir, controllerKubeconfig)
 	schedArgs := control.SchedulerArgs(cfg, schedulerKubeconfig)
-	for _, c := range []struct {
-		what, flag string
-		args       []string
-	}{
-		{"kube-controller-manager", "--kube-controller-manager-arg=secure-port=N", cmArgs},
-		{"kube-scheduler", "--kube-scheduler-arg=secure-port=N", schedArgs},
-	} {
-		port, _ := strconv.Atoi(control.ArgValue(c.args, "secure-port"))
-		if err := checkFree(c.what, c.flag, control.ArgValue(c.args, "bind-address"), port); err != nil {
-			return err
-		}
-	}
-	if err := control.CheckArgs(control.APIServerArgs(cfg, port, tlsDir, &datastore.Backend{}, advertise), cmArgs, schedArgs); err != nil {
+	if err := checkComponents(control.APIServerArgs(cfg, port, tlsDir, &datastore.Backend{}, advertise), cmArgs, schedArgs); err != nil {
 		return err
 	}
 	lock, err := lockDataDir(cfg.ServerDir())
@@ -77,29 +62,11 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	defer lock.Close()
 
 	// State: certificates and the components' kubeconfigs.
-	serviceIP, err := cfg.APIServerServiceIP()
-	if err != nil {
+	local := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	if err := writeCredentials(cfg, tlsDir, advertise, local); err != nil {
 		return err
 	}
-	names := pki.ServingNames(cfg.ClusterDomain, serviceIP, []net.IP{advertise}, cfg.TLSSANs)
-	if err := pki.Ensure(tlsDir, names); err != nil {
-		return fmt.Errorf("certificates in %s: %w", tlsDir, err)
-	}
-	if err := os.MkdirAll(cfg.CredDir(), 0o700); err != nil {
-		return fmt.Errorf("creating %s: %w", cfg.CredDir(), err)
-	}
-	local := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	adminKubeconfig := filepath.Join(cfg.CredDir(), "admin.kubeconfig")
-	for path, cert := range map[string]string{
-		adminKubeconfig:      pki.ClientAdmin,
-		controllerKubeconfig: pki.ClientController,
-		schedulerKubeconfig:  pki.ClientScheduler,
-	} {
-		kc := pki.Kubeconfig{Server: local, CA: tlsDir.Cert(pki.ServerCA), Cert: tlsDir.Cert(cert), Key: tlsDir.Key(cert)}
-		if err := kc.Write(path, 0o600); err != nil {
-			return fmt.Errorf("writing kubeconfig: %w", err)
-		}
-	}
 
 	// The components each get their own context so that shutdown can stop
 	// them in reverse order of start; the process context only starts it.
@@ -235,16 +202,44 @@ func waitReady(ctx context.Context, kubeconfig string, failed <-chan error) erro
 // advertiseAddress is the address other nodes and the `kubernetes` Service
 // use: the configured one, else the address of the default-route interface,
 // else loopback on a host with no network at all.
-func advertiseAddress(cfg *config.Server) (net.IP, error) {
+func advertiseAddress(cfg *config.Server) net.IP {
 	if cfg.AdvertiseAddress != "" {
-		return net.ParseIP(cfg.AdvertiseAddress), nil
+		return net.ParseIP(cfg.AdvertiseAddress)
 	}
 	ip, err := utilnet.ResolveBindAddress(net.ParseIP(cfg.BindAddress))
 	if err != nil {
 		klog.InfoS("No default route; advertising loopback (set --advertise-address to choose)", "reason", err)
-		return net.IPv4(127, 0, 0, 1), nil
+		return net.IPv4(127, 0, 0, 1)
 	}
-	return ip, nil
+	return ip
+}
+
+// writeCredentials makes sure the certificates exist and are good for the
+// current names, and writes the components' kubeconfigs for the server URL
+// local.
+func writeCredentials(cfg *config.Server, tlsDir pki.Dir, advertise net.IP, local string) error {
+	serviceIP, err := cfg.APIServerServiceIP()
+	if err != nil {
+		return err
+	}
+	names := pki.ServingNames(cfg.ClusterDomain, serviceIP, []net.IP{advertise}, cfg.TLSSANs)
+	if err := pki.Ensure(tlsDir, names); err != nil {
+		return fmt.Errorf("certificates in %s: %w", tlsDir, err)
+	}
+	if err := os.MkdirAll(cfg.CredDir(), 0o700); err != nil {
+		return fmt.Errorf("creating %s: %w", cfg.CredDir(), err)
+	}
+	for name, cert := range map[string]string{
+		"admin.kubeconfig":      pki.ClientAdmin,
+		"controller.kubeconfig": pki.ClientController,
+		"scheduler.kubeconfig":  pki.ClientScheduler,
+	} {
+		kc := pki.Kubeconfig{Server: local, CA: tlsDir.Cert(pki.ServerCA), Cert: tlsDir.Cert(cert), Key: tlsDir.Key(cert)}
+		if err := kc.Write(filepath.Join(cfg.CredDir(), name), 0o600); err != nil {
+			return fmt.Errorf("writing kubeconfig: %w", err)
+		}
+	}
+	return nil
 }
 
 // runSimulatedNodes runs the simulator as the admin, with client limits

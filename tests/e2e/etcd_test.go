@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"net"
 	"os"
 	"os/exec"
@@ -9,10 +8,6 @@ import (
 	"strconv"
 	"syscall"
 	"testing"
-
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/skiff-dev/skiff/pkg/pki"
 	"github.com/skiff-dev/skiff/tests/harness"
@@ -64,26 +59,8 @@ func TestExternalEtcd(t *testing.T) {
 		"--datastore-cafile", tls.Cert(pki.ServerCA),
 		"--datastore-certfile", tls.Cert(pki.ClientAdmin),
 		"--datastore-keyfile", tls.Key(pki.ClientAdmin))
-	c, err := s.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	cm, err := c.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "in-etcd"}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if _, err := os.Stat(filepath.Join(s.DataDir, "server", "db")); !os.IsNotExist(err) {
 		t.Errorf("an etcd-backed server made a SQLite directory: %v", err)
 	}
-	mustStop(t, s)
-	mustStart(t, s)
-	c = kubernetes.NewForConfigOrDie(mustRESTConfig(t, s))
-	got, err := c.CoreV1().ConfigMaps("default").Get(ctx, "in-etcd", metav1.GetOptions{})
-	if err != nil {
-		t.Fatalf("after restart: %v", err)
-	}
-	if got.UID != cm.UID || got.ResourceVersion != cm.ResourceVersion {
-		t.Errorf("configmap changed across a restart: %s/%s, was %s/%s", got.UID, got.ResourceVersion, cm.UID, cm.ResourceVersion)
-	}
+	checkObjectSurvivesRestart(t, s)
 }

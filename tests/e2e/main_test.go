@@ -3,10 +3,14 @@
 package e2e
 
 import (
+	"context"
 	"os"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/skiff-dev/skiff/tests/harness"
@@ -84,4 +88,26 @@ func mustRESTConfig(t *testing.T, s *harness.Server) *rest.Config {
 		t.Fatal(err)
 	}
 	return rc
+}
+
+// checkObjectSurvivesRestart creates a ConfigMap, restarts the server and
+// expects the same object, with the same UID and resourceVersion.
+func checkObjectSurvivesRestart(t *testing.T, s *harness.Server) {
+	t.Helper()
+	ctx := context.Background()
+	c := kubernetes.NewForConfigOrDie(mustRESTConfig(t, s))
+	cm, err := c.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "durable"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustStop(t, s)
+	mustStart(t, s)
+	c = kubernetes.NewForConfigOrDie(mustRESTConfig(t, s))
+	got, err := c.CoreV1().ConfigMaps("default").Get(ctx, "durable", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("after restart: %v", err)
+	}
+	if got.UID != cm.UID || got.ResourceVersion != cm.ResourceVersion {
+		t.Errorf("configmap changed across a restart: %s/%s, was %s/%s", got.UID, got.ResourceVersion, cm.UID, cm.ResourceVersion)
+	}
 }
