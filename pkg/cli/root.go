@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/skiff-dev/skiff/pkg/version"
 )
@@ -37,6 +38,11 @@ func Execute(args []string) int {
 	// merges into every command, so cobra's version flag cannot be declared.
 	if len(args) == 1 && args[0] == "--version" {
 		args = []string{"version"}
+	}
+	// Process-wide, once: hide that global flag from every command's help,
+	// where its text ("sets the reported version") would mislead.
+	if f := pflag.CommandLine.Lookup("version"); f != nil {
+		f.Hidden = true
 	}
 	root.SetArgs(args)
 	if err := root.Execute(); err != nil {

@@ -29,7 +29,9 @@ func TestSimulatedNodesAtScale(t *testing.T) {
 	c := kubernetes.NewForConfigOrDie(rc)
 	ctx := context.Background()
 
-	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+	// The node lifecycle controller lifts its not-ready taint on its own
+	// schedule (tens of seconds after registration).
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
 		list, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: "skiff.dev/simulated=true"})
 		if err != nil {
 			return false, err
