@@ -75,8 +75,8 @@ func run(runs int, idle time.Duration) error {
 	fmt.Printf("\nskiff server --disable-agent, median of %d runs (min-max):\n", runs)
 	fmt.Printf("  start to /readyz ok, empty data dir:      %s\n", spread(emptyReady))
 	fmt.Printf("  start to /readyz ok, existing data dir:   %s\n", spread(existingReady))
-	fmt.Printf("  start to whole control plane, empty:      %s\n", spread(emptyFull))
-	fmt.Printf("  start to whole control plane, existing:   %s\n", spread(existingFull))
+	fmt.Printf("  start to admin kubeconfig, empty:         %s\n", spread(emptyFull))
+	fmt.Printf("  start to admin kubeconfig, existing:      %s\n", spread(existingFull))
 	fmt.Printf("  SIGTERM to exit:                          %s\n", spread(stop))
 	fmt.Printf("  RSS %s after ready, idle:                %.0f MiB (%.0f-%.0f)\n", idle, median(rssBytes)/(1<<20), slices.Min(rssBytes)/(1<<20), slices.Max(rssBytes)/(1<<20))
 	return nil
@@ -88,8 +88,9 @@ type result struct {
 }
 
 // startOnce starts a server on dataDir, times /readyz and the admin
-// kubeconfig (written once the controllers run), optionally idles and reads
-// RSS, then stops it.
+// kubeconfig (written once the controller-manager and scheduler have been
+// launched, right after /readyz), optionally idles and reads RSS, then stops
+// it.
 func startOnce(bin, dataDir string, idle time.Duration) (result, error) {
 	s, err := harness.NewServer(bin, dataDir)
 	if err != nil {
