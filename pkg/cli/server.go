@@ -58,7 +58,7 @@ type simulatedFlags struct {
 }
 
 func (f *serverFlags) add(fs *pflag.FlagSet) {
-	fs.StringVarP(&f.configFile, "config", "c", config.DefaultConfigFile, "Config file whose keys are these flag names; flags override it")
+	fs.StringVarP(&f.configFile, "config", "c", config.DefaultConfigFile, "Config file whose keys are these flag names; flags and SKIFF_* environment variables (SKIFF_DATA_DIR for --data-dir) override it")
 	fs.StringVarP(&f.dataDir, "data-dir", "d", config.DefaultDataDir, "Folder to hold state")
 	fs.StringVar(&f.bindAddress, "bind-address", config.DefaultBindAddress, "Address the apiserver listens on")
 	fs.StringVar(&f.advertiseAddress, "advertise-address", "", "Address the apiserver advertises to the cluster (default: the address of the default-route interface)")
@@ -98,6 +98,9 @@ func newServerCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			from := origins{}
 			fs := cmd.Flags()
+			if err := applyEnv(fs, from); err != nil {
+				return err
+			}
 			if err := applyConfigFile(fs, f.configFile, fs.Changed("config"), from); err != nil {
 				return err
 			}
