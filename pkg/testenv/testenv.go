@@ -106,6 +106,7 @@ func New(opts ...Option) (*Environment, error) {
 	}
 	env.cmd = exec.Command(bin, s.serverArgs(filepath.Join(dir, "data"), configFile, env.Kubeconfig)...)
 	env.cmd.Stdout, env.cmd.Stderr = out, out
+	env.cmd.Env = withoutSkiffSettings(os.Environ())
 	// If the test binary dies, so does its control plane.
 	env.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := env.cmd.Start(); err != nil {
@@ -122,6 +123,19 @@ func New(opts ...Option) (*Environment, error) {
 		return nil, fmt.Errorf("%w\nskiff server log:\n%s", err, tail(logs, 60))
 	}
 	return env, nil
+}
+
+// withoutSkiffSettings drops the SKIFF_* variables, which skiff server reads
+// as flags: a developer's exported SKIFF_DATASTORE_ENDPOINT must not reach a
+// test's environment.
+func withoutSkiffSettings(environ []string) []string {
+	var kept []string
+	for _, kv := range environ {
+		if !strings.HasPrefix(kv, "SKIFF_") {
+			kept = append(kept, kv)
+		}
+	}
+	return kept
 }
 
 func findBinary(explicit string) (string, error) {

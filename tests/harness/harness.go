@@ -123,7 +123,14 @@ func (s *Server) Start() error {
 	}
 	s.cmd = exec.Command(s.Bin, s.CommandLine()...)
 	s.cmd.Stdout, s.cmd.Stderr = log, log
-	s.cmd.Env = append(os.Environ(), "KUBE_WATCHCACHE_CONSISTENCY_CHECKER=true")
+	// SKIFF_* variables are read as flags: only the command line may
+	// configure a test server.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SKIFF_") {
+			s.cmd.Env = append(s.cmd.Env, kv)
+		}
+	}
+	s.cmd.Env = append(s.cmd.Env, "KUBE_WATCHCACHE_CONSISTENCY_CHECKER=true")
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := s.cmd.Start(); err != nil {
 		log.Close()
