@@ -43,17 +43,8 @@ func TestExternalEtcd(t *testing.T) {
 		"--listen-peer-urls", "http://127.0.0.1:"+strconv.Itoa(peerPort),
 		"--cert-file", tls.Cert(pki.ServingAPIServer), "--key-file", tls.Key(pki.ServingAPIServer),
 		"--client-cert-auth", "--trusted-ca-file", tls.Cert(pki.ClientCA))
-	log, err := os.Create(filepath.Join(dir, "etcd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer log.Close()
-	etcd.Stdout, etcd.Stderr = log, log
-	etcd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := etcd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = etcd.Process.Kill(); _ = etcd.Wait() })
+	startDaemon(t, etcd, filepath.Join(dir, "etcd.log"), syscall.SIGTERM)
+	waitForPort(t, "127.0.0.1:"+strconv.Itoa(clientPort))
 
 	s := startServer(t, "--datastore-endpoint", endpoint,
 		"--datastore-cafile", tls.Cert(pki.ServerCA),

@@ -1,14 +1,13 @@
 package e2e
 
 import (
-	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/skiff-dev/skiff/tests/harness"
 )
@@ -31,41 +30,35 @@ func TestPostgres(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	pgdata := filepath.Join(dir, "pg")
-	if out, err := exec.Command("install", "-d", "-o", "postgres", "-m", "0700", pgdata).CombinedOutput(); err != nil {
-		t.Fatalf("%v %s", err, out)
+	postgres, err := user.Lookup("postgres")
+	if err != nil {
+		t.Fatalf("PostgreSQL's user: %v", err)
 	}
-	if out, err := exec.Command("runuser", "-u", "postgres", "--", filepath.Join(bindir, "initdb"), "-D", pgdata, "-A", "trust", "-U", "postgres").CombinedOutput(); err != nil {
+	uid, _ := strconv.ParseUint(postgres.Uid, 10, 32)
+	gid, _ := strconv.ParseUint(postgres.Gid, 10, 32)
+	pgdata := filepath.Join(dir, "pg")
+	if err := os.Mkdir(pgdata, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(pgdata, int(uid), int(gid)); err != nil {
+		t.Fatal(err)
+	}
+	asPostgres := func(cmd *exec.Cmd) *exec.Cmd {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+		cmd.Dir = pgdata
+		return cmd
+	}
+	if out, err := asPostgres(exec.Command(filepath.Join(bindir, "initdb"), "-D", pgdata, "-A", "trust", "-U", "postgres")).CombinedOutput(); err != nil {
 		t.Fatalf("initdb: %v\n%s", err, out)
 	}
 	port, err := harness.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	pg := exec.Command("runuser", "-u", "postgres", "--", filepath.Join(bindir, "postgres"),
-		"-D", pgdata, "-k", pgdata, "-h", "127.0.0.1", "-p", strconv.Itoa(port))
-	log, err := os.Create(filepath.Join(dir, "postgres.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer log.Close()
-	pg.Stdout, pg.Stderr = log, log
-	pg.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := pg.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		// SIGINT is PostgreSQL's fast shutdown; runuser passes it on.
-		_ = pg.Process.Signal(syscall.SIGINT)
-		done := make(chan struct{})
-		go func() { _ = pg.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = exec.Command("pkill", "-KILL", "-f", "postgres -D "+pgdata).Run()
-			<-done
-		}
-	})
+	pg := asPostgres(exec.Command(filepath.Join(bindir, "postgres"),
+		"-D", pgdata, "-k", pgdata, "-h", "127.0.0.1", "-p", strconv.Itoa(port)))
+	// SIGINT is PostgreSQL's fast shutdown.
+	startDaemon(t, pg, filepath.Join(dir, "postgres.log"), syscall.SIGINT)
 	waitForPort(t, "127.0.0.1:"+strconv.Itoa(port))
 
 	s := startServer(t, "--datastore-endpoint", "postgres://postgres@127.0.0.1:"+strconv.Itoa(port)+"/kubernetes?sslmode=disable")
@@ -83,17 +76,4 @@ func postgresBinDir() (string, error) {
 		return "", os.ErrNotExist
 	}
 	return filepath.Dir(matches[len(matches)-1]), nil
-}
-
-func waitForPort(t *testing.T, addr string) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("nothing listens on %s after 30s", addr)
 }
