@@ -59,7 +59,8 @@ func TestAdvertiseAddress(t *testing.T) {
 	if ip := advertiseAddress(&config.Server{AdvertiseAddress: "192.0.2.7", BindAddress: "0.0.0.0"}); ip.String() != "192.0.2.7" {
 		t.Errorf("explicit advertise address: %s", ip)
 	}
-	if ip := advertiseAddress(&config.Server{BindAddress: "0.0.0.0"}); ip == nil {
-		t.Error("no advertise address chosen")
+	// A specific bind address is what the apiserver advertises.
+	if ip := advertiseAddress(&config.Server{BindAddress: "198.51.100.7"}); ip.String() != "198.51.100.7" {
+		t.Errorf("advertise address for bind address 198.51.100.7: %s", ip)
 	}
 }

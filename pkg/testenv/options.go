@@ -158,9 +158,9 @@ func (s *settings) serverArgs(dataDir, configFile, kubeconfig string) []string {
 	if s.simulatedNodes > 0 {
 		args = append(args, "--simulated-nodes", fmt.Sprint(s.simulatedNodes))
 		shape := s.nodeShape
-		for flag, v := range map[string]string{"cpu": shape.CPU, "memory": shape.Memory, "pods": shape.Pods} {
-			if v != "" {
-				args = append(args, "--simulated-node-"+flag, v)
+		for _, q := range [][2]string{{"cpu", shape.CPU}, {"memory", shape.Memory}, {"pods", shape.Pods}} {
+			if q[1] != "" {
+				args = append(args, "--simulated-node-"+q[0], q[1])
 			}
 		}
 		for _, k := range slices.Sorted(maps.Keys(shape.Labels)) {
