@@ -57,7 +57,7 @@ func run(runs int, idle time.Duration) error {
 			return err
 		}
 		emptyReady, emptyFull, stop = append(emptyReady, r.ready), append(emptyFull, r.full), append(stop, r.stop)
-		fmt.Printf("run %d, empty data dir: readyz %s, control plane %s\n", i+1, r.ready, r.full)
+		fmt.Printf("run %d, empty data dir: readyz %s, kubeconfig %s\n", i+1, r.ready, r.full)
 	}
 	existing := filepath.Join(root, "existing")
 	if _, err := startOnce(bin, existing, 0); err != nil {
@@ -70,7 +70,7 @@ func run(runs int, idle time.Duration) error {
 		}
 		existingReady, existingFull, stop = append(existingReady, r.ready), append(existingFull, r.full), append(stop, r.stop)
 		rssBytes = append(rssBytes, float64(r.rss))
-		fmt.Printf("run %d, existing data dir: readyz %s, control plane %s, RSS after %s idle %.0f MiB\n", i+1, r.ready, r.full, idle, float64(r.rss)/(1<<20))
+		fmt.Printf("run %d, existing data dir: readyz %s, kubeconfig %s, RSS after %s idle %.0f MiB\n", i+1, r.ready, r.full, idle, float64(r.rss)/(1<<20))
 	}
 	fmt.Printf("\nskiff server --disable-agent, median of %d runs (min-max):\n", runs)
 	fmt.Printf("  start to /readyz ok, empty data dir:      %s\n", spread(emptyReady))
