@@ -1,0 +1,18 @@
+package image
+
+import (
+	"io/fs"
+	"syscall"
+)
+
+type fileID struct{ dev, ino uint64 }
+
+// hardLinkID identifies a file that has more than one name, so the layer
+// stores it once and links the other names to it.
+func hardLinkID(info fs.FileInfo) (fileID, bool) {
+	st, ok := info.Sys().(*syscall.Stat_t)
+	if !ok || st.Nlink < 2 {
+		return fileID{}, false
+	}
+	return fileID{uint64(st.Dev), st.Ino}, true
+}

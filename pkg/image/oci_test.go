@@ -1,0 +1,136 @@
+package image
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestOCIArchive(t *testing.T) {
+	root := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(root, "bin"), 0o755))
+	must(t, os.WriteFile(filepath.Join(root, "bin", "tool"), []byte("#!/bin/sh\n"), 0o755))
+	must(t, os.Symlink("tool", filepath.Join(root, "bin", "alias")))
+	must(t, os.Link(filepath.Join(root, "bin", "tool"), filepath.Join(root, "bin", "hard")))
+
+	write := func() []byte {
+		layer, err := LayerFromDir(root)
+		must(t, err)
+		img, err := Build(Config{Name: "example.com/tools:v1", Entrypoint: []string{"/bin/tool"}, Env: []string{"A=b"}}, layer)
+		must(t, err)
+		var buf bytes.Buffer
+		must(t, WriteOCIArchive(&buf, img, "example.com/tools:v1"))
+		return buf.Bytes()
+	}
+	archive := write()
+	if !bytes.Equal(archive, write()) {
+		t.Error("two writes of the same files differ")
+	}
+
+	files := untar(t, bytes.NewReader(archive))
+	var index struct {
+		Manifests []struct {
+			Digest      string
+			Annotations map[string]string
+		}
+	}
+	must(t, json.Unmarshal(files["index.json"], &index))
+	if len(index.Manifests) != 1 || index.Manifests[0].Annotations[annotationImageName] != "example.com/tools:v1" ||
+		index.Manifests[0].Annotations[annotationRefName] != "v1" {
+		t.Fatalf("index: %+v", index)
+	}
+	var manifest struct {
+		Config struct{ Digest string }
+		Layers []struct{ MediaType, Digest string }
+	}
+	must(t, json.Unmarshal(blob(t, files, index.Manifests[0].Digest), &manifest))
+	var config struct {
+		OS, Architecture string
+		Config           struct{ Entrypoint, Env []string }
+	}
+	must(t, json.Unmarshal(blob(t, files, manifest.Config.Digest), &config))
+	if config.OS != "linux" || config.Config.Entrypoint[0] != "/bin/tool" || config.Config.Env[0] != "A=b" {
+		t.Errorf("config: %+v", config)
+	}
+	if len(manifest.Layers) != 1 || manifest.Layers[0].MediaType != "application/vnd.oci.image.layer.v1.tar+gzip" {
+		t.Fatalf("layers: %+v", manifest.Layers)
+	}
+	gz, err := gzip.NewReader(bytes.NewReader(blob(t, files, manifest.Layers[0].Digest)))
+	must(t, err)
+	tr := tar.NewReader(gz)
+	got := map[string]*tar.Header{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		must(t, err)
+		got[h.Name] = h
+	}
+	if h := got["bin/alias"]; h == nil || h.Typeflag != tar.TypeSymlink || h.Linkname != "tool" {
+		t.Errorf("symlink: %+v", h)
+	}
+	if h := got["bin/hard"]; h == nil || h.Mode&0o111 == 0 || h.Uid != 0 || h.ModTime.Unix() != 0 {
+		t.Errorf("file: %+v", h)
+	}
+	// Hard links: the first name in lexical order holds the data.
+	if h := got["bin/hard"]; h == nil || h.Typeflag != tar.TypeReg || h.Size == 0 {
+		t.Errorf("first name of a linked file: %+v", h)
+	}
+	if h := got["bin/tool"]; h == nil || h.Typeflag != tar.TypeLink || h.Linkname != "bin/hard" {
+		t.Errorf("hard link: %+v", h)
+	}
+	if _, ok := got["bin/"]; !ok {
+		t.Errorf("no directory entry: %v", got)
+	}
+}
+
+func TestNameWithoutTagGetsLatest(t *testing.T) {
+	img, err := Build(Config{})
+	must(t, err)
+	var buf bytes.Buffer
+	must(t, WriteOCIArchive(&buf, img, "busybox"))
+	if !bytes.Contains(untar(t, &buf)["index.json"], []byte(`"docker.io/library/busybox:latest"`)) {
+		t.Error("short name not normalised")
+	}
+	if err := WriteOCIArchive(io.Discard, img, "Not A Name"); err == nil {
+		t.Error("bad name accepted")
+	}
+}
+
+func untar(t *testing.T, r io.Reader) map[string][]byte {
+	t.Helper()
+	files := map[string][]byte{}
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return files
+		}
+		must(t, err)
+		data, err := io.ReadAll(tr)
+		must(t, err)
+		files[h.Name] = data
+	}
+}
+
+func blob(t *testing.T, files map[string][]byte, digest string) []byte {
+	t.Helper()
+	data, ok := files["blobs/sha256/"+digest[len("sha256:"):]]
+	if !ok {
+		t.Fatalf("no blob %s", digest)
+	}
+	return data
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,23 @@
+#!/bin/sh
+# Builds the test image docker.io/library/busybox:latest from Debian's
+# busybox-static, with a link for every applet, as an OCI archive at $1.
+set -eu
+out=$(realpath -m "$1")
+cd "$(dirname "$0")/.."
+if [ ! -x /bin/busybox ]; then
+	echo "busybox-image: needs Debian's busybox-static: apt-get install busybox-static" >&2
+	exit 1
+fi
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+root=$tmp/rootfs
+mkdir -p "$root/bin" "$root/etc" "$root/tmp" "$root/var/www" "$root/root"
+chmod 1777 "$root/tmp"
+cp /bin/busybox "$root/bin/busybox"
+for applet in $(/bin/busybox --list); do
+	[ "$applet" = busybox ] || ln -s busybox "$root/bin/$applet"
+done
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$root/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
+go run ./scripts/mkimage -name docker.io/library/busybox:latest -rootfs "$root" \
+	-env PATH=/bin -cmd sh -o "$out"
