@@ -1,0 +1,190 @@
+// Package payload carries the node programs (runc, the runc v2 shim, the CNI
+// plugins) and system images (pause) inside the skiff binary, and unpacks the
+// programs to <data-dir>/data/<hash>/bin, once per payload version, as k3s
+// does. scripts/build-payload.sh makes the embedded files.
+package payload
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"k8s.io/klog/v2"
+)
+
+//go:embed data
+var embedded embed.FS
+
+// ErrMissing means the binary was built without its payload (a plain `go
+// build` rather than `make build`).
+var ErrMissing = errors.New("this skiff binary carries no node payload; build it with `make build`, which runs scripts/build-payload.sh")
+
+// Images returns the embedded system images: file name → OCI archive.
+func Images() (map[string][]byte, error) {
+	entries, err := fs.ReadDir(embedded, "data/images")
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, ErrMissing
+	}
+	if err != nil {
+		return nil, err
+	}
+	images := map[string][]byte{}
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".tar") {
+			continue
+		}
+		data, err := embedded.ReadFile(path.Join("data/images", e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		images[e.Name()] = data
+	}
+	if len(images) == 0 {
+		return nil, ErrMissing
+	}
+	return images, nil
+}
+
+// Unpack makes sure the programs of this binary's payload are present and
+// intact under dataDir/data/<hash>/bin, unpacking them if not, and returns
+// that directory. The hash is of the payload's SHA256SUMS, so each payload
+// version gets its own directory and an upgrade never overwrites programs
+// that running shims use.
+func Unpack(dataDir string) (string, error) {
+	sums, err := embedded.ReadFile("data/SHA256SUMS")
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", ErrMissing
+	}
+	if err != nil {
+		return "", err
+	}
+	want, err := parseSums(sums)
+	if err != nil {
+		return "", err
+	}
+	id := sha256.Sum256(sums)
+	dir := filepath.Join(dataDir, "data", hex.EncodeToString(id[:])[:16])
+	bin := filepath.Join(dir, "bin")
+	if err := verify(bin, want); err == nil {
+		return bin, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		klog.InfoS("Unpacked node programs are damaged; unpacking them again", "dir", bin, "reason", err)
+	}
+	if err := unpack(dir, want); err != nil {
+		return "", fmt.Errorf("unpacking the node programs to %s: %w", dir, err)
+	}
+	klog.InfoS("Unpacked node programs", "dir", bin)
+	return bin, nil
+}
+
+// unpack extracts the archive into a temporary directory beside dir, checks
+// every program against its sum and then moves it into place.
+func unpack(dir string, want map[string]string) error {
+	parent := filepath.Dir(dir)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(parent, ".unpack-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	f, err := embedded.Open("data/bin.tar.gz")
+	if err != nil {
+		return ErrMissing
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		return err
+	}
+	tr := tar.NewReader(gz)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		name := path.Clean(h.Name)
+		if h.Typeflag != tar.TypeReg || !strings.HasPrefix(name, "bin/") || strings.Contains(name[4:], "/") {
+			continue // only the programs; SHA256SUMS is embedded on its own
+		}
+		if err := writeFile(filepath.Join(tmp, filepath.FromSlash(name)), tr); err != nil {
+			return err
+		}
+	}
+	if err := verify(filepath.Join(tmp, "bin"), want); err != nil {
+		return fmt.Errorf("the embedded payload does not match its SHA256SUMS (a damaged binary?): %w", err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	return os.Rename(tmp, dir)
+}
+
+func writeFile(name string, r io.Reader) error {
+	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// verify checks that bin holds exactly the programs in want, each with its
+// sum. Hashing the ~50 MB takes a fraction of a second and catches a damaged
+// or replaced program before containerd runs it.
+func verify(bin string, want map[string]string) error {
+	for name, sum := range want {
+		f, err := os.Open(filepath.Join(bin, name))
+		if err != nil {
+			return err
+		}
+		h := sha256.New()
+		_, err = io.Copy(h, bufio.NewReaderSize(f, 1<<20))
+		f.Close()
+		if err != nil {
+			return err
+		}
+		if got := hex.EncodeToString(h.Sum(nil)); got != sum {
+			return fmt.Errorf("%s has sha256 %s, want %s", name, got, sum)
+		}
+	}
+	return nil
+}
+
+// parseSums reads sha256sum's output format.
+func parseSums(data []byte) (map[string]string, error) {
+	sums := map[string]string{}
+	for line := range bytes.Lines(data) {
+		sum, name, ok := strings.Cut(strings.TrimSpace(string(line)), "  ")
+		if !ok || len(sum) != 64 || strings.ContainsAny(name, "/\\") || name == "" {
+			return nil, fmt.Errorf("malformed SHA256SUMS line %q", line)
+		}
+		sums[name] = sum
+	}
+	if len(sums) == 0 {
+		return nil, errors.New("empty SHA256SUMS")
+	}
+	return sums, nil
+}

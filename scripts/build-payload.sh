@@ -1,0 +1,53 @@
+#!/bin/sh
+# Builds the node payload embedded in the skiff binary: runc, the runc v2 shim
+# and the CNI plugins (from the module in scripts/payload), packed as a
+# deterministic bin.tar.gz with a SHA256SUMS of its files, plus the pause
+# image as an OCI archive. Outputs go to pkg/payload/data and are replaced only
+# when their bytes change, so an unchanged payload does not relink skiff.
+#
+# The Go build cache is used as is: nothing here cleans it.
+set -eu
+cd "$(dirname "$0")/.."
+root=$PWD
+out=$root/pkg/payload/data
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+mkdir -p "$tmp/bin" "$out/images"
+
+ver() { (cd scripts/payload && go list -m -f '{{.Version}}' "$1"); }
+
+# runc checks seccomp profiles, which the kubelet always asks for, so it needs
+# libseccomp (cgo) and is linked statically to run on any host.
+if [ ! -e /usr/include/seccomp.h ]; then
+	echo "build-payload: runc needs libseccomp headers: apt-get install libseccomp-dev" >&2
+	exit 1
+fi
+(cd scripts/payload && CGO_ENABLED=1 go build -tags "seccomp netgo osusergo" \
+	-ldflags "-s -w -X main.version=$(ver github.com/opencontainers/runc | sed 's/^v//') -extldflags -static" \
+	-o "$tmp/bin/runc" github.com/opencontainers/runc)
+
+# The shim and the plugins need no libc: build them without cgo so they are
+# static too.
+(cd scripts/payload && CGO_ENABLED=0 go build \
+	-ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$(ver github.com/containerd/containerd/v2)" \
+	-o "$tmp/bin/" github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2)
+(cd scripts/payload && CGO_ENABLED=0 go build \
+	-ldflags "-s -w -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$(ver github.com/containernetworking/plugins)" \
+	-o "$tmp/bin/" \
+	github.com/containernetworking/plugins/plugins/main/bridge \
+	github.com/containernetworking/plugins/plugins/main/loopback \
+	github.com/containernetworking/plugins/plugins/ipam/host-local \
+	github.com/containernetworking/plugins/plugins/meta/portmap \
+	github.com/containernetworking/plugins/plugins/meta/bandwidth \
+	github.com/containernetworking/plugins/plugins/meta/firewall)
+
+(cd "$tmp/bin" && sha256sum * > "$tmp/SHA256SUMS")
+tar -C "$tmp" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - bin SHA256SUMS | gzip -n -6 > "$tmp/bin.tar.gz"
+
+scripts/pause-image.sh "$tmp/pause.tar"
+
+replace() { cmp -s "$1" "$2" || cp "$1" "$2"; }
+replace "$tmp/bin.tar.gz" "$out/bin.tar.gz"
+replace "$tmp/SHA256SUMS" "$out/SHA256SUMS"
+replace "$tmp/pause.tar" "$out/images/pause.tar"
+ls -l "$out" "$out/images"
