@@ -5,6 +5,7 @@ GO        ?= go
 BIN       := bin/skiff
 PKG       := github.com/skiff-dev/skiff
 K8S_VERSION   := $(shell $(GO) list -m -f '{{.Version}}' k8s.io/kubernetes)
+CONTAINERD_VERSION := $(shell $(GO) list -m -f '{{.Version}}' github.com/containerd/containerd/v2)
 K8S_MAJOR     := $(word 1,$(subst ., ,$(patsubst v%,%,$(K8S_VERSION))))
 K8S_MINOR     := $(word 2,$(subst ., ,$(K8S_VERSION)))
 SKIFF_VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.0.0-dev)
@@ -16,6 +17,7 @@ BUILD_DATE    := $(shell TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%
 VERSION_LDFLAGS := \
 	-X $(PKG)/pkg/version.Version=$(SKIFF_VERSION) \
 	-X $(PKG)/pkg/version.GitCommit=$(GIT_COMMIT) \
+	-X github.com/containerd/containerd/v2/version.Version=$(CONTAINERD_VERSION) \
 	$(foreach p,k8s.io/component-base/version k8s.io/client-go/pkg/version, \
 		-X $(p).gitVersion=$(K8S_VERSION) \
 		-X $(p).gitMajor=$(K8S_MAJOR) \
@@ -25,14 +27,19 @@ VERSION_LDFLAGS := \
 
 export CGO_ENABLED := 1
 
-.PHONY: all build test test-unit test-e2e bench bench-controlplane bench-testenv examples vet clean
+.PHONY: all build payload test test-unit test-e2e bench bench-controlplane bench-agent bench-testenv examples vet clean
 
 all: build
 
-build:
+# The node payload (runc, shim, CNI plugins, pause image) is embedded in the
+# binary; the script only replaces its outputs when their bytes change.
+payload:
+	scripts/build-payload.sh
+
+build: payload
 	$(GO) build -ldflags "-s -w $(VERSION_LDFLAGS)" -o $(BIN) ./cmd/skiff
 
-vet:
+vet: payload
 	$(GO) vet ./...
 	cd pkg/testenv && $(GO) vet ./...
 	@test -z "$$(gofmt -l cmd pkg tests)" || { gofmt -l cmd pkg tests; echo "gofmt needed"; exit 1; }
@@ -53,6 +60,9 @@ bench: build
 
 bench-controlplane: build
 	$(GO) run ./tests/bench -bin $(CURDIR)/$(BIN) -suite controlplane $(BENCHFLAGS)
+
+bench-agent: build
+	$(GO) run ./tests/bench -bin $(CURDIR)/$(BIN) -suite agent $(BENCHFLAGS)
 
 bench-testenv: build
 	$(GO) run ./tests/bench -bin $(CURDIR)/$(BIN) -suite testenv $(BENCHFLAGS)

@@ -47,6 +47,10 @@ type serverFlags struct {
 	controllerArgs      []string
 	schedulerArgs       []string
 	disableAgent        bool
+	nodeName            string
+	nodeIP              string
+	kubeletArgs         []string
+	kubeProxyArgs       []string
 	verbosity           int
 	simulated           simulatedFlags
 }
@@ -79,6 +83,10 @@ func (f *serverFlags) add(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.controllerArgs, "kube-controller-manager-arg", nil, "Extra kube-controller-manager flag as flag=value (repeatable)")
 	fs.StringArrayVar(&f.schedulerArgs, "kube-scheduler-arg", nil, "Extra kube-scheduler flag as flag=value (repeatable)")
 	fs.BoolVar(&f.disableAgent, "disable-agent", false, "Run only the control plane, no node agent")
+	fs.StringVar(&f.nodeName, "node-name", "", "Name of this server's node (default: the host name)")
+	fs.StringVar(&f.nodeIP, "node-ip", "", "IP address of this server's node (default: the advertise address)")
+	fs.StringArrayVar(&f.kubeletArgs, "kubelet-arg", nil, "Extra kubelet flag as flag=value (repeatable)")
+	fs.StringArrayVar(&f.kubeProxyArgs, "kube-proxy-arg", nil, "Extra kube-proxy flag as flag=value (repeatable)")
 	fs.IntVarP(&f.verbosity, "v", "v", 0, "Log verbosity")
 	sim := simnode.DefaultConfig()
 	fs.IntVar(&f.simulated.count, "simulated-nodes", 0, "Register this many simulated nodes that run pods without containers (for scale tests)")
@@ -93,7 +101,7 @@ func newServerCommand() *cobra.Command {
 	f := &serverFlags{}
 	cmd := &cobra.Command{
 		Use:   "server",
-		Short: "Run the Kubernetes control plane (and, later, this node's agent)",
+		Short: "Run the Kubernetes control plane and, unless --disable-agent, this node's agent",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			from := origins{}
@@ -107,9 +115,6 @@ func newServerCommand() *cobra.Command {
 			cfg, err := f.serverConfig(from)
 			if err != nil {
 				return err
-			}
-			if !cfg.DisableAgent {
-				return errors.New("the node agent is not part of this build yet: run `skiff server --disable-agent` for a control-plane-only server")
 			}
 			setVerbosity(f.verbosity)
 			return runServer(cfg)
@@ -142,6 +147,10 @@ func (f *serverFlags) serverConfig(from origins) (*config.Server, error) {
 		ExtraControllerManagerArgs: f.controllerArgs,
 		ExtraSchedulerArgs:         f.schedulerArgs,
 		DisableAgent:               f.disableAgent,
+		NodeName:                   f.nodeName,
+		NodeIP:                     f.nodeIP,
+		ExtraKubeletArgs:           f.kubeletArgs,
+		ExtraKubeProxyArgs:         f.kubeProxyArgs,
 	}
 	var err error
 	if cfg.ClusterCIDR, err = config.ParseCIDR("cluster-cidr", f.clusterCIDR); err != nil {

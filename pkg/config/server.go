@@ -51,6 +51,12 @@ type Server struct {
 	ExtraSchedulerArgs         []string
 
 	DisableAgent bool
+	// NodeName and NodeIP name this server's own node; empty: the host
+	// name and the advertise address.
+	NodeName           string
+	NodeIP             string
+	ExtraKubeletArgs   []string
+	ExtraKubeProxyArgs []string
 
 	// SimulatedNodes are registered and simulated by the server itself.
 	SimulatedNodes simnode.Config

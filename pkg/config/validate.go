@@ -5,6 +5,7 @@ import (
 	"net"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/util/validation"
 	netutils "k8s.io/utils/net"
 
 	"github.com/skiff-dev/skiff/pkg/datastore"
@@ -57,6 +58,14 @@ func (s *Server) Validate() error {
 	if s.WriteKubeconfigMode&^0o777 != 0 {
 		return &FieldError{"write-kubeconfig-mode", fmt.Sprintf("%o", s.WriteKubeconfigMode), "must be a file mode such as 0600"}
 	}
+	if s.NodeIP != "" && net.ParseIP(s.NodeIP) == nil {
+		return &FieldError{"node-ip", s.NodeIP, "not an IP address"}
+	}
+	if s.NodeName != "" {
+		if errs := validation.IsDNS1123Subdomain(s.NodeName); len(errs) > 0 {
+			return &FieldError{"node-name", s.NodeName, strings.Join(errs, "; ")}
+		}
+	}
 	if s.Datastore.CompactInterval < 0 {
 		return &FieldError{"datastore-compact-interval", s.Datastore.CompactInterval.String(), "cannot be negative"}
 	}
@@ -73,6 +82,8 @@ func (s *Server) Validate() error {
 		{"kube-apiserver-arg", s.ExtraAPIServerArgs},
 		{"kube-controller-manager-arg", s.ExtraControllerManagerArgs},
 		{"kube-scheduler-arg", s.ExtraSchedulerArgs},
+		{"kubelet-arg", s.ExtraKubeletArgs},
+		{"kube-proxy-arg", s.ExtraKubeProxyArgs},
 	} {
 		for _, a := range set.args {
 			if _, _, err := SplitArg(a); err != nil {

@@ -34,6 +34,7 @@ func APIServerArgs(cfg *config.Server, port int, tls pki.Dir, db *datastore.Back
 		"client-ca-file":                     tls.Cert(pki.ClientCA),
 		"enable-admission-plugins":           "NodeRestriction",
 		"etcd-servers":                       strings.Join(db.Endpoints, ","),
+		"kubelet-certificate-authority":      tls.Cert(pki.ServerCA), // kubelets serve with certificates from it
 		"kubelet-client-certificate":         tls.Cert(pki.ClientAPIServer),
 		"kubelet-client-key":                 tls.Key(pki.ClientAPIServer),
 		"kubelet-preferred-address-types":    "InternalIP,ExternalIP,Hostname",
@@ -51,9 +52,13 @@ func APIServerArgs(cfg *config.Server, port int, tls pki.Dir, db *datastore.Back
 		"service-account-signing-key-file":   tls.Key(pki.ServiceAccountKey),
 		"service-cluster-ip-range":           cfg.ServiceCIDR.String(),
 		"service-node-port-range":            config.DefaultServiceNodePortRange,
-		"storage-backend":                    "etcd3",
-		"tls-cert-file":                      tls.Cert(pki.ServingAPIServer),
-		"tls-private-key-file":               tls.Key(pki.ServingAPIServer),
+		// Without a grace period the apiserver leaves open watches alone at
+		// shutdown and waits up to a minute for them; the in-process
+		// kubelet's and kube-proxy's informers keep theirs open to the end.
+		"shutdown-watch-termination-grace-period": "1s",
+		"storage-backend":                         "etcd3",
+		"tls-cert-file":                           tls.Cert(pki.ServingAPIServer),
+		"tls-private-key-file":                    tls.Key(pki.ServingAPIServer),
 	}
 	if advertise.IsLoopback() {
 		// The endpoint reconciler refuses a loopback address (it would

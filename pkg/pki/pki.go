@@ -138,7 +138,7 @@ func ensureLeaf(dir Dir, ca *authority, l leaf) error {
 	reason := "missing"
 	if pkiutil.CertOrKeyExist(string(dir), l.name) {
 		cert, _, err := pkiutil.TryLoadCertAndKeyFromDisk(string(dir), l.name)
-		reason = staleReason(cert, err, ca, l.config.AltNames)
+		reason = staleReason(cert, err, ca, l.config)
 		if reason == "" {
 			return nil
 		}
@@ -163,10 +163,14 @@ func ensureLeaf(dir Dir, ca *authority, l leaf) error {
 
 // staleReason says why a loaded certificate must be re-issued, or "" when it
 // is still good.
-func staleReason(cert *x509.Certificate, loadErr error, ca *authority, want certutil.AltNames) string {
+func staleReason(cert *x509.Certificate, loadErr error, ca *authority, cfg certutil.Config) string {
 	if loadErr != nil {
 		return "unreadable: " + loadErr.Error()
 	}
+	if cert.Subject.CommonName != cfg.CommonName {
+		return "its name is " + cert.Subject.CommonName + ", want " + cfg.CommonName
+	}
+	want := cfg.AltNames
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.cert)
 	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {

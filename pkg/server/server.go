@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
+	"github.com/skiff-dev/skiff/pkg/agent"
 	"github.com/skiff-dev/skiff/pkg/config"
 	"github.com/skiff-dev/skiff/pkg/control"
 	"github.com/skiff-dev/skiff/pkg/datastore"
@@ -55,6 +56,16 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	if err := checkComponents(control.APIServerArgs(cfg, port, tlsDir, &datastore.Backend{}, advertise), cmArgs, schedArgs); err != nil {
 		return err
 	}
+	local := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	var agentCfg *config.Agent
+	if !cfg.DisableAgent {
+		if agentCfg, err = nodeConfig(cfg, advertise, local); err != nil {
+			return err
+		}
+		if err := agent.Preflight(agentCfg); err != nil {
+			return err
+		}
+	}
 	lock, err := lockDataDir(cfg.ServerDir())
 	if err != nil {
 		return err
@@ -62,9 +73,13 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	defer lock.Close()
 
 	// State: certificates and the components' kubeconfigs.
-	local := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	if err := writeCredentials(cfg, tlsDir, advertise, local); err != nil {
 		return err
+	}
+	if agentCfg != nil {
+		if err := writeNodeCredentials(tlsDir, agentCfg); err != nil {
+			return err
+		}
 	}
 	adminKubeconfig := filepath.Join(cfg.CredDir(), "admin.kubeconfig")
 
@@ -120,6 +135,22 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		defer func() {
 			stopSim()
 			waitOrTimeout("simulated nodes", func() { <-simDone })
+		}()
+	}
+
+	if agentCfg != nil {
+		node, err := agent.Start(ctx, agentCfg)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("node agent: %w", err)
+		}
+		defer node.Stop()
+		go func() {
+			if err, ok := <-node.Failed(); ok {
+				failed <- fmt.Errorf("node agent: %w", err)
+			}
 		}()
 	}
 

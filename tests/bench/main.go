@@ -18,7 +18,8 @@ func main() {
 	bin := flag.String("bin", "", "skiff binary (default $SKIFF_BIN)")
 	runs := flag.Int("runs", 5, "runs per figure")
 	idle := flag.Duration("idle", time.Minute, "how long after ready the idle RSS is read")
-	suite := flag.String("suite", "all", "controlplane, testenv or all")
+	suite := flag.String("suite", "all", "controlplane, testenv, agent or all")
+	agentRuns := flag.Int("agent-runs", 3, "runs per node agent figure")
 	testenvRuns := flag.Int("testenv-runs", 10, "runs per testenv figure")
 	toolDir := flag.String("tools", "bin/bench", "where the envtest comparison's etcd and kube-apiserver are built")
 	flag.Parse()
@@ -31,6 +32,9 @@ func main() {
 	}
 	if err == nil && (*suite == "testenv" || *suite == "all") {
 		err = benchTestenv(*testenvRuns, *toolDir)
+	}
+	if err == nil && (*suite == "agent" || *suite == "all") {
+		err = benchAgent(*agentRuns, *idle)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)

@@ -77,8 +77,10 @@ func TestBadInput(t *testing.T) {
 			[]string{`invalid write-kubeconfig-mode "0999"`}},
 		{"unknown flag", []string{"--no-such-flag"},
 			[]string{"unknown flag: --no-such-flag"}},
-		{"agent not built yet", []string{"--disable-agent=false"},
-			[]string{"--disable-agent"}},
+		{"unknown kubelet flag", []string{"--disable-agent=false", "--kubelet-arg", "no-such-flag=1"},
+			[]string{"kubelet arguments", "no-such-flag", "--kubelet-arg"}},
+		{"bad node IP", []string{"--disable-agent=false", "--node-ip", "10.0.0"},
+			[]string{`invalid node-ip "10.0.0"`, "from --node-ip"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

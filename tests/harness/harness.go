@@ -52,6 +52,9 @@ type Server struct {
 	Port    int
 	// Args are added after the ones that isolate this server.
 	Args []string
+	// Agent runs the node agent too (real pods); otherwise the server is
+	// started with --disable-agent.
+	Agent bool
 	// LogPath receives the process's stdout and stderr.
 	LogPath string
 
@@ -93,15 +96,18 @@ func (s *Server) aside(suffix string) string {
 
 // CommandLine is the full argument list the server is started with.
 func (s *Server) CommandLine() []string {
-	return append([]string{"server",
-		"--disable-agent",
+	args := []string{"server"}
+	if !s.Agent {
+		args = append(args, "--disable-agent")
+	}
+	return append(append(args,
 		"--config", s.ConfigFile(),
 		"--data-dir", s.DataDir,
 		"--https-listen-port", strconv.Itoa(s.Port),
 		"--write-kubeconfig", s.Kubeconfig(),
-		"--kube-controller-manager-arg", "secure-port=" + strconv.Itoa(s.controllerPort),
-		"--kube-scheduler-arg", "secure-port=" + strconv.Itoa(s.schedulerPort),
-	}, s.Args...)
+		"--kube-controller-manager-arg", "secure-port="+strconv.Itoa(s.controllerPort),
+		"--kube-scheduler-arg", "secure-port="+strconv.Itoa(s.schedulerPort),
+	), s.Args...)
 }
 
 // Start starts the process with the apiserver's watch-cache consistency

@@ -1,0 +1,130 @@
+package agent
+
+import (
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/skiff-dev/skiff/pkg/config"
+)
+
+func testConfig(t *testing.T) *config.Agent {
+	_, cluster, _ := net.ParseCIDR("10.42.0.0/16")
+	_, service, _ := net.ParseCIDR("10.43.0.0/16")
+	return &config.Agent{
+		DataDir: t.TempDir(), NodeName: "node-a", NodeIP: net.ParseIP("192.0.2.2"),
+		ClusterCIDR: cluster, ServiceCIDR: service, ClusterDNS: net.ParseIP("10.43.0.10"),
+		ClusterDomain: "cluster.local", RunDir: "/run/skiff",
+	}
+}
+
+func TestPodNetworkConfig(t *testing.T) {
+	cfg := testConfig(t)
+	data, err := podNetworkConfig(cfg, "10.42.3.0/24")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conf struct {
+		Plugins []struct {
+			Type string
+			IPAM struct {
+				Ranges  [][]struct{ Subnet string }
+				DataDir string
+			}
+		}
+	}
+	if err := json.Unmarshal(data, &conf); err != nil {
+		t.Fatal(err)
+	}
+	if len(conf.Plugins) < 2 || conf.Plugins[0].Type != "bridge" || conf.Plugins[1].Type != "portmap" {
+		t.Fatalf("plugins: %+v", conf.Plugins)
+	}
+	ipam := conf.Plugins[0].IPAM
+	if ipam.Ranges[0][0].Subnet != "10.42.3.0/24" || !strings.HasPrefix(ipam.DataDir, cfg.DataDir) {
+		t.Errorf("ipam: %+v", ipam)
+	}
+}
+
+func TestOnlyLoopbackNameservers(t *testing.T) {
+	for conf, want := range map[string]bool{
+		"nameserver 127.0.0.53\noptions edns0\n":       true,
+		"nameserver 127.0.0.53\nnameserver 10.0.0.2\n": false,
+		"nameserver 10.255.255.53\n":                   false,
+		"search example.com\n":                         false,
+		"nameserver ::1\n# nameserver 8.8.8.8\n":       true,
+	} {
+		if got := onlyLoopbackNameservers(conf); got != want {
+			t.Errorf("%q: %v, want %v", conf, got, want)
+		}
+	}
+}
+
+func TestContainerdConfigTemplate(t *testing.T) {
+	cfg := testConfig(t)
+	v := containerdValues{Root: "/r", State: "/s", Socket: "/s/c.sock", BinDir: "/b", CNIConfDir: "/n",
+		SandboxImage: config.DefaultSandboxImage, RestrictOOMScoreAdj: true}
+	path, err := writeContainerdConfig(cfg, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(path)
+	for _, want := range []string{`address = "/s/c.sock"`, `BinaryName = "/b/runc"`, "restrict_oom_score_adj = true",
+		`sandbox = "` + config.DefaultSandboxImage + `"`, "SystemdCgroup = false"} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("rendered config lacks %q:\n%s", want, data)
+		}
+	}
+
+	// A user's template replaces skiff's, with the same fields.
+	user := filepath.Join(cfg.ContainerdConfigDir(), "config.toml.tmpl")
+	if err := os.WriteFile(user, []byte("version = 3\nroot = \"{{ .Root }}\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := writeContainerdConfig(cfg, v); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(path); string(data) != "version = 3\nroot = \"/r\"\n" {
+		t.Errorf("user template not used: %q", data)
+	}
+	// A broken one is an error naming the file.
+	if err := os.WriteFile(user, []byte("{{ .NoSuchField }}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := writeContainerdConfig(cfg, v); err == nil || !strings.Contains(err.Error(), user) {
+		t.Errorf("broken template: %v", err)
+	}
+}
+
+func TestArchiveNames(t *testing.T) {
+	for name, want := range map[string]bool{
+		"a.tar": true, "a.tar.gz": true, "a.tgz": true, "a.tar.zst": true, "a.txt": false, "a.tar.part": false,
+	} {
+		if got := isImageArchive(name); got != want {
+			t.Errorf("%s: %v", name, got)
+		}
+	}
+}
+
+func TestComponentArgs(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.ExtraKubeletArgs = []string{"max-pods=50"}
+	args := kubeletArgs(cfg, "/etc/kubelet.yaml")
+	if !slices.Contains(args, "--max-pods=50") || !slices.Contains(args, "--node-ip=192.0.2.2") || !slices.Contains(args, "--hostname-override=node-a") {
+		t.Errorf("kubelet args: %v", args)
+	}
+	if _, err := kubeletServer(t.Context(), args[:0]); err != nil {
+		t.Errorf("kubelet defaults do not parse: %v", err)
+	}
+	cfg.ExtraKubeletArgs = []string{"no-such-flag=1"}
+	if _, err := kubeletServer(t.Context(), kubeletArgs(cfg, "")); err == nil || !strings.Contains(err.Error(), "--kubelet-arg") {
+		t.Errorf("unknown kubelet flag: %v", err)
+	}
+	cfg.ExtraKubeProxyArgs = []string{"proxy-mode=nosuch"}
+	if _, err := kubeProxyOptions(kubeProxyArgs(cfg, "iptables")); err == nil || !strings.Contains(err.Error(), "--kube-proxy-arg") {
+		t.Errorf("bad kube-proxy mode: %v", err)
+	}
+}

@@ -1,0 +1,134 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/klog/v2"
+
+	"github.com/skiff-dev/skiff/pkg/config"
+)
+
+// containerdProcess is containerd running as a child of skiff (`skiff
+// containerd`), so that its own signal handling, logging and plugins stay in
+// their own process.
+type containerdProcess struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+// startContainerd starts containerd with the rendered config and waits until
+// its socket answers. binDir goes first on its PATH, so containerd finds the
+// runc shim and the shim finds runc.
+//
+// containerd gets SIGKILL if skiff dies (Pdeathsig), but the shims it starts
+// run in sessions of their own: containers keep running while skiff and
+// containerd restart, and the new containerd reconnects to their shims (what
+// k3s does).
+func startContainerd(ctx context.Context, cfg *config.Agent, configPath, binDir string) (*containerdProcess, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	for _, dir := range []string{cfg.ContainerdRoot(), cfg.ContainerdState()} {
+		if err := os.MkdirAll(dir, 0o711); err != nil {
+			return nil, err
+		}
+	}
+	logPath := filepath.Join(cfg.ContainerdRoot(), config.DefaultContainerdLog)
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening containerd's log: %w", err)
+	}
+	defer logFile.Close() // the child has its own descriptor
+	args := []string{"containerd", "--config", configPath}
+	cmd := exec.Command(self, args...)
+	cmd.Env = append(withoutEnv(os.Environ(), "PATH", "NOTIFY_SOCKET"),
+		"PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// Its own process group: a Ctrl-C at the terminal reaches skiff, which
+	// stops containerd last, after the kubelet.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	klog.InfoS("Running containerd", "args", strings.Join(args[1:], " "), "log", logPath, "path", binDir)
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting containerd: %w", err)
+	}
+	p := &containerdProcess{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	if err := p.waitReady(ctx, cfg.ContainerdSocket(), logPath); err != nil {
+		p.stop()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *containerdProcess) waitReady(ctx context.Context, socket, logPath string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	var lastErr error
+	err := wait.PollUntilContextCancel(ctx, 50*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		select {
+		case <-p.done:
+			return false, fmt.Errorf("containerd exited at start (%v); see %s", p.err, logPath)
+		default:
+		}
+		client, err := containerd.New(socket, containerd.WithTimeout(time.Second))
+		if err != nil {
+			lastErr = err
+			return false, nil
+		}
+		defer client.Close()
+		_, lastErr = client.Server(ctx)
+		return lastErr == nil, nil
+	})
+	if err != nil && lastErr != nil && ctx.Err() != nil {
+		return fmt.Errorf("containerd did not answer on %s within a minute: %w; see %s", socket, lastErr, logPath)
+	}
+	return err
+}
+
+// stop asks containerd to stop and waits for it, killing it after a while.
+// The containers' shims are not stopped.
+func (p *containerdProcess) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		klog.InfoS("containerd did not stop within 10s; killing it")
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+	var exit *exec.ExitError
+	if p.err != nil && !errors.As(p.err, &exit) {
+		klog.InfoS("containerd stopped", "err", p.err)
+	}
+}
+
+func withoutEnv(env []string, names ...string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		keep := true
+		for _, n := range names {
+			if strings.HasPrefix(kv, n+"=") {
+				keep = false
+			}
+		}
+		if keep {
+			out = append(out, kv)
+		}
+	}
+	return out
+}

@@ -1,0 +1,63 @@
+package server
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strings"
+
+	certutil "k8s.io/client-go/util/cert"
+
+	"github.com/skiff-dev/skiff/pkg/config"
+	"github.com/skiff-dev/skiff/pkg/pki"
+)
+
+// nodeConfig is the configuration of the server's own node agent, which
+// reaches the apiserver at serverURL.
+func nodeConfig(cfg *config.Server, advertise net.IP, serverURL string) (*config.Agent, error) {
+	name := cfg.NodeName
+	if name == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("reading the host name for the node's name: %w; set --node-name", err)
+		}
+		name = strings.ToLower(host)
+	}
+	ip := advertise
+	if cfg.NodeIP != "" {
+		ip = net.ParseIP(cfg.NodeIP)
+	}
+	return &config.Agent{
+		DataDir:            cfg.DataDir,
+		NodeName:           name,
+		NodeIP:             ip,
+		ServerURL:          serverURL,
+		ClusterCIDR:        cfg.ClusterCIDR,
+		ServiceCIDR:        cfg.ServiceCIDR,
+		ClusterDNS:         cfg.ClusterDNS,
+		ClusterDomain:      cfg.ClusterDomain,
+		ExtraKubeletArgs:   cfg.ExtraKubeletArgs,
+		ExtraKubeProxyArgs: cfg.ExtraKubeProxyArgs,
+		RunDir:             config.DefaultRunDir,
+	}, nil
+}
+
+// writeNodeCredentials gives the server's own node its certificates and
+// kubeconfigs, issued by the server's CAs: the in-process side of joining.
+func writeNodeCredentials(serverTLS pki.Dir, node *config.Agent) error {
+	nodeTLS := pki.Dir(node.TLSDir())
+	names := certutil.AltNames{DNSNames: []string{node.NodeName, "localhost"}, IPs: []net.IP{node.NodeIP, net.IPv4(127, 0, 0, 1)}}
+	if err := pki.EnsureNode(serverTLS, nodeTLS, node.NodeName, names); err != nil {
+		return fmt.Errorf("node certificates in %s: %w", nodeTLS, err)
+	}
+	for path, cert := range map[string]string{
+		node.KubeletKubeconfig():   pki.ClientKubelet,
+		node.KubeProxyKubeconfig(): pki.ClientKubeProxy,
+	} {
+		kc := pki.Kubeconfig{Server: node.ServerURL, CA: nodeTLS.Cert(pki.ServerCA), Cert: nodeTLS.Cert(cert), Key: nodeTLS.Key(cert)}
+		if err := kc.Write(path, 0o600); err != nil {
+			return fmt.Errorf("writing node kubeconfig: %w", err)
+		}
+	}
+	return nil
+}

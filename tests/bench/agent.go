@@ -1,0 +1,205 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+
+	"github.com/skiff-dev/skiff/tests/harness"
+)
+
+// podBatch is how many pods the batch figure starts on the one node.
+const podBatch = 30
+
+type agentRun struct {
+	nodeReady, firstPod, batch time.Duration
+	idleRSS, batchRSS, shims   int64
+}
+
+// benchAgent times `skiff server` with its node agent: start to node Ready
+// (empty and existing data dir), to the first pod Running, and 30 pods to
+// Running; and the memory of skiff, its containerd and the runc shims, idle
+// and with 30 pods. Everything is removed with skiff-killall.sh after each
+// run.
+func benchAgent(runs int, idle time.Duration) error {
+	bin, err := harness.Binary()
+	if err != nil {
+		return err
+	}
+	root, err := os.MkdirTemp("", "skiff-bench-agent-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(root)
+	busybox := filepath.Join(root, "busybox.tar")
+	if err := harness.BuildBusybox(busybox); err != nil {
+		return err
+	}
+	var empty, existing []agentRun
+	for i := range runs {
+		r, err := agentOnce(bin, filepath.Join(root, fmt.Sprintf("empty-%d", i)), busybox, 0)
+		if err != nil {
+			return err
+		}
+		empty = append(empty, r)
+		fmt.Printf("run %d, empty data dir: node Ready %s, first pod Running %s, %d pods Running in %s\n", i+1, r.nodeReady, r.firstPod, podBatch, r.batch)
+	}
+	dir := filepath.Join(root, "existing")
+	if _, err := agentOnce(bin, dir, busybox, 0); err != nil {
+		return err
+	}
+	for i := range runs {
+		r, err := agentOnce(bin, dir, busybox, idle)
+		if err != nil {
+			return err
+		}
+		existing = append(existing, r)
+		fmt.Printf("run %d, existing data dir: node Ready %s, RSS idle %s, with %d pods %s (+ shims %s)\n", i+1, r.nodeReady, mib(r.idleRSS), podBatch, mib(r.batchRSS), mib(r.shims))
+	}
+	pick := func(rs []agentRun, f func(agentRun) time.Duration) []time.Duration {
+		var out []time.Duration
+		for _, r := range rs {
+			out = append(out, f(r))
+		}
+		return out
+	}
+	bytes := func(rs []agentRun, f func(agentRun) int64) string {
+		var xs []float64
+		for _, r := range rs {
+			xs = append(xs, float64(f(r)))
+		}
+		return fmt.Sprintf("%s (%s-%s)", mib(int64(median(xs))), mib(int64(slices.Min(xs))), mib(int64(slices.Max(xs))))
+	}
+	fmt.Printf("\nskiff server with its node agent, median of %d runs (min-max):\n", runs)
+	fmt.Printf("  start to node Ready, empty data dir:        %s\n", spread(pick(empty, func(r agentRun) time.Duration { return r.nodeReady })))
+	fmt.Printf("  start to node Ready, existing data dir:     %s\n", spread(pick(existing, func(r agentRun) time.Duration { return r.nodeReady })))
+	fmt.Printf("  start to first pod Running, empty data dir: %s\n", spread(pick(empty, func(r agentRun) time.Duration { return r.firstPod })))
+	fmt.Printf("  %d pods created to all Running:             %s\n", podBatch, spread(pick(append(empty, existing...), func(r agentRun) time.Duration { return r.batch })))
+	fmt.Printf("  RSS skiff+containerd, idle %s after Ready: %s\n", idle, bytes(existing, func(r agentRun) int64 { return r.idleRSS }))
+	fmt.Printf("  RSS skiff+containerd, %d pods:              %s\n", podBatch, bytes(existing, func(r agentRun) int64 { return r.batchRSS }))
+	fmt.Printf("  RSS of the %d runc shims:                   %s\n", podBatch+1, bytes(existing, func(r agentRun) int64 { return r.shims }))
+	return nil
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
+
+func agentOnce(bin, dataDir, busybox string, idle time.Duration) (r agentRun, err error) {
+	images := filepath.Join(dataDir, "agent", "images")
+	if err := os.MkdirAll(images, 0o755); err != nil {
+		return r, err
+	}
+	if err := os.Link(busybox, filepath.Join(images, "busybox.tar")); err != nil && !os.IsExist(err) {
+		return r, err
+	}
+	s, err := harness.NewServer(bin, dataDir)
+	if err != nil {
+		return r, err
+	}
+	s.Agent = true
+	defer func() {
+		s.Kill()
+		if kerr := harness.Killall(dataDir); kerr != nil && err == nil {
+			err = kerr
+		}
+	}()
+	start := time.Now()
+	if err := s.Start(); err != nil {
+		return r, err
+	}
+	if err := s.WaitKubeconfig(2 * time.Minute); err != nil {
+		return r, err
+	}
+	c, err := s.Client()
+	if err != nil {
+		return r, err
+	}
+	ctx := context.Background()
+	if err := waitNode(ctx, c); err != nil {
+		return r, fmt.Errorf("%w; see %s", err, s.LogPath)
+	}
+	r.nodeReady = time.Since(start)
+	if idle > 0 {
+		time.Sleep(idle)
+		if r.idleRSS, _, err = harness.TreeRSS(s.Pid(), dataDir); err != nil {
+			return r, err
+		}
+	}
+	if err := runPods(ctx, c, "first", 1); err != nil {
+		return r, fmt.Errorf("%w; see %s", err, s.LogPath)
+	}
+	r.firstPod = time.Since(start)
+	batchStart := time.Now()
+	if err := runPods(ctx, c, "batch", podBatch); err != nil {
+		return r, fmt.Errorf("%w; see %s", err, s.LogPath)
+	}
+	r.batch = time.Since(batchStart)
+	if idle > 0 {
+		time.Sleep(idle / 2)
+		if r.batchRSS, r.shims, err = harness.TreeRSS(s.Pid(), dataDir); err != nil {
+			return r, err
+		}
+	}
+	// Leave the data dir without pods for the next start.
+	if err := c.CoreV1().Pods("default").DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}, metav1.ListOptions{}); err != nil {
+		return r, err
+	}
+	if _, err := s.Stop(time.Minute); err != nil {
+		return r, fmt.Errorf("stop: %w; see %s", err, s.LogPath)
+	}
+	return r, nil
+}
+
+func waitNode(ctx context.Context, c kubernetes.Interface) error {
+	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		nodes, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil || len(nodes.Items) == 0 {
+			return false, nil
+		}
+		for _, cond := range nodes.Items[0].Status.Conditions {
+			if cond.Type == corev1.NodeReady {
+				return cond.Status == corev1.ConditionTrue, nil
+			}
+		}
+		return false, nil
+	})
+}
+
+// runPods creates n busybox pods and waits until all are Running.
+func runPods(ctx context.Context, c kubernetes.Interface, prefix string, n int) error {
+	for i := range n {
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d", prefix, i)},
+			Spec: corev1.PodSpec{
+				TerminationGracePeriodSeconds: ptr.To[int64](0),
+				Containers: []corev1.Container{{Name: "sleep", Image: harness.BusyboxImage, ImagePullPolicy: corev1.PullNever,
+					Command: []string{"sleep", "3600"}}},
+			},
+		}
+		if _, err := c.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			return err
+		}
+	}
+	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
+		pods, err := c.CoreV1().Pods("default").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil
+		}
+		running := 0
+		for _, p := range pods.Items {
+			if strings.HasPrefix(p.Name, prefix+"-") && p.Status.Phase == corev1.PodRunning {
+				running++
+			}
+		}
+		return running == n, nil
+	})
+}
