@@ -1,8 +1,10 @@
 #!/bin/sh
-# Builds the test image docker.io/library/busybox:latest from Debian's
-# busybox-static, with a link for every applet, as an OCI archive at $1.
+# Builds the test image docker.io/library/busybox:latest (or the name in $2)
+# from Debian's busybox-static, with a link for every applet, as an OCI
+# archive at $1.
 set -eu
 out=$(realpath -m "$1")
+name=${2:-docker.io/library/busybox:latest}
 cd "$(dirname "$0")/.."
 if [ ! -x /bin/busybox ]; then
 	echo "busybox-image: needs Debian's busybox-static: apt-get install busybox-static" >&2
@@ -19,5 +21,5 @@ for applet in $(/bin/busybox --list); do
 done
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$root/etc/passwd"
 printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
-go run ./scripts/mkimage -name docker.io/library/busybox:latest -rootfs "$root" \
+go run ./scripts/mkimage -name "$name" -rootfs "$root" \
 	-env PATH=/bin -cmd sh -o "$out"

@@ -1,6 +1,6 @@
 // Command skiff is the one binary of the skiff Kubernetes distribution. It
 // only dispatches: by the name it was called with (a `kubectl` symlink runs
-// kubectl), else to its subcommands.
+// kubectl, a `ctr` symlink ctr), else to its subcommands.
 package main
 
 import (
@@ -11,8 +11,11 @@ import (
 )
 
 func main() {
-	if filepath.Base(os.Args[0]) == "kubectl" {
+	switch filepath.Base(os.Args[0]) {
+	case "kubectl":
 		os.Exit(cli.RunKubectl(os.Args[1:]))
+	case "ctr":
+		os.Exit(cli.Execute(append([]string{"ctr"}, os.Args[1:]...)))
 	}
 	os.Exit(cli.Execute(os.Args[1:]))
 }

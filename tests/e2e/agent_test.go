@@ -45,6 +45,7 @@ func TestAgent(t *testing.T) {
 	node := waitNodeReady(t, ctx, c, time.Time{})
 
 	pod := runHTTPPod(t, ctx, c)
+	checkImportWhileRunning(t, ctx, c, dataDir)
 	checkLogsExecPortForward(t, s, pod)
 	checkDeploymentContainers(t, ctx, c, s)
 	checkMissingImage(t, ctx, c)
@@ -64,6 +65,14 @@ func TestAgent(t *testing.T) {
 		t.Errorf("container changed across a restart: %s (restarts %d), was %s", a, after.Status.ContainerStatuses[0].RestartCount, b)
 	}
 	httpGet(t, "http://"+after.Status.PodIP+":8080/index.html", "served by skiff")
+	// Unchanged archives were not imported again at the second start.
+	log, err := os.ReadFile(s.LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(log), `"Imported images" archive="`+filepath.Join(dataDir, "agent", "images", "busybox.tar")+`"`); n != 1 {
+		t.Errorf("busybox.tar imported %d times over two starts, want once", n)
+	}
 	t.Logf("node %s: pod %s kept IP %s and container across a restart", node, pod.Name, after.Status.PodIP)
 }
 
@@ -180,6 +189,46 @@ func httpGet(t *testing.T, url, want string) {
 	})
 	if err != nil {
 		t.Fatalf("GET %s: want %q, last answer %q", url, want, body)
+	}
+}
+
+// checkImportWhileRunning drops a gzip-compressed archive of a new image
+// into the images directory of the running agent and runs a pod from it.
+func checkImportWhileRunning(t *testing.T, ctx context.Context, c kubernetes.Interface, dataDir string) {
+	t.Helper()
+	const image = "docker.io/library/late:1"
+	plain := filepath.Join(t.TempDir(), "late.tar")
+	if err := harness.BuildBusybox(plain, image); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dataDir, "agent", "images", "late.tar.gz")
+	if b, err := exec.Command("sh", "-c", "gzip -c "+plain+" > "+out+".part && mv "+out+".part "+out).CombinedOutput(); err != nil {
+		t.Fatalf("compressing: %v %s", err, b)
+	}
+	bin, err := harness.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		out, err := exec.Command(bin, "ctr", "images", "list", "-q", "name=="+image).Output()
+		return err == nil && strings.TrimSpace(string(out)) == image, nil
+	})
+	if err != nil {
+		t.Fatalf("%s dropped into the images directory was not imported within a minute", image)
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "late"},
+		Spec: corev1.PodSpec{
+			TerminationGracePeriodSeconds: ptr.To[int64](0),
+			Containers:                    []corev1.Container{{Name: "c", Image: image, ImagePullPolicy: corev1.PullNever, Command: []string{"sleep", "3600"}}},
+		},
+	}
+	if _, err := c.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitPodRunning(t, ctx, c, "default", pod.Name)
+	if err := c.CoreV1().Pods("default").Delete(ctx, pod.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }
 

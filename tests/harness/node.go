@@ -33,8 +33,9 @@ func RepoRoot() (string, error) {
 }
 
 // BuildBusybox writes the busybox test image archive to out, as a user
-// drops archives into <data-dir>/agent/images.
-func BuildBusybox(out string) error {
+// drops archives into <data-dir>/agent/images; name replaces the image's
+// name when given.
+func BuildBusybox(out string, name ...string) error {
 	root, err := RepoRoot()
 	if err != nil {
 		return err
@@ -42,7 +43,8 @@ func BuildBusybox(out string) error {
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return err
 	}
-	if b, err := exec.Command(filepath.Join(root, "scripts", "busybox-image.sh"), out).CombinedOutput(); err != nil {
+	args := append([]string{out}, name...)
+	if b, err := exec.Command(filepath.Join(root, "scripts", "busybox-image.sh"), args...).CombinedOutput(); err != nil {
 		return fmt.Errorf("building the busybox image: %w\n%s", err, b)
 	}
 	return nil
