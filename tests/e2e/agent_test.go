@@ -45,6 +45,7 @@ func TestAgent(t *testing.T) {
 	node := waitNodeReady(t, ctx, c, time.Time{})
 
 	pod := runHTTPPod(t, ctx, c)
+	checkCrictl(t, s)
 	checkImportWhileRunning(t, ctx, c, dataDir)
 	checkLogsExecPortForward(t, s, pod)
 	checkDeploymentContainers(t, ctx, c, s)
@@ -189,6 +190,29 @@ func httpGet(t *testing.T, url, want string) {
 	})
 	if err != nil {
 		t.Fatalf("GET %s: want %q, last answer %q", url, want, body)
+	}
+}
+
+// checkCrictl lists the node's pods, containers and images through the CRI.
+func checkCrictl(t *testing.T, s *harness.Server) {
+	t.Helper()
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"pods"}, []string{"busybox", "default", "READY"}},
+		{[]string{"ps"}, []string{"httpd", busyboxImage, "RUNNING", "busybox"}},
+		{[]string{"images"}, []string{busyboxImage, "localhost/skiff/pause:1", "pinned"}},
+	} {
+		out, err := exec.Command(s.Bin, append([]string{"crictl"}, c.args...)...).Output()
+		if err != nil {
+			t.Fatalf("skiff crictl %v: %v", c.args, err)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(string(out), w) {
+				t.Errorf("skiff crictl %v lacks %q:\n%s", c.args, w, out)
+			}
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -55,5 +56,18 @@ func TestCheckConfig(t *testing.T) {
 	}
 	if failLine == "" {
 		t.Errorf("no FAIL line naming iptables:\n%s", out)
+	}
+
+	// The server runs the same checks before it writes anything.
+	dataDir := filepath.Join(t.TempDir(), "data")
+	cmd = exec.Command(bin, "server", "--data-dir", dataDir, "--config", os.DevNull, "--https-listen-port", "0",
+		"--write-kubeconfig", filepath.Join(t.TempDir(), "kubeconfig"))
+	cmd.Env = append(os.Environ(), "PATH="+noTools)
+	out, err = cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "this host cannot run the node agent: iptables") {
+		t.Errorf("server without iptables: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(dataDir); !os.IsNotExist(err) {
+		t.Errorf("the refused server created its data dir: %v", err)
 	}
 }
