@@ -78,9 +78,9 @@ func (im *importer) importEmbedded(ctx context.Context, archives map[string][]by
 // later, until ctx ends. A file is imported once its size and modification
 // time have stayed the same for one scan, so a copy in progress is not read.
 func (im *importer) watchDir(ctx context.Context, dir string) {
-	seen := map[string]string{}
+	seen, failed := map[string]string{}, map[string]string{}
 	for {
-		im.scan(ctx, dir, seen)
+		im.scan(ctx, dir, seen, failed)
 		select {
 		case <-ctx.Done():
 			return
@@ -89,7 +89,10 @@ func (im *importer) watchDir(ctx context.Context, dir string) {
 	}
 }
 
-func (im *importer) scan(ctx context.Context, dir string, seen map[string]string) {
+// scan imports the archives of dir that have settled. seen holds each file's
+// size and modification time from the last scan; failed those of archives
+// that did not import, which are tried again only once they change.
+func (im *importer) scan(ctx context.Context, dir string, seen, failed map[string]string) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
@@ -113,10 +116,16 @@ func (im *importer) scan(ctx context.Context, dir string, seen map[string]string
 			seen[path] = key // settle for one scan
 			continue
 		}
+		if failed[path] == key {
+			continue
+		}
 		g.Go(func() error {
 			err := im.importOnce(ctx, path, key, false, func() (io.ReadCloser, error) { return os.Open(path) })
 			if err != nil {
 				klog.ErrorS(err, "Importing image archive failed; fix or replace the file to retry", "path", path)
+				im.mu.Lock()
+				failed[path] = key
+				im.mu.Unlock()
 			}
 			return nil
 		})

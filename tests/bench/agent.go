@@ -23,7 +23,7 @@ const podBatch = 30
 
 type agentRun struct {
 	nodeReady, firstPod, batch time.Duration
-	idleRSS, batchRSS, shims   int64
+	idle, batchMem, shims      harness.Memory
 }
 
 // benchAgent times `skiff server` with its node agent: start to node Ready
@@ -64,7 +64,8 @@ func benchAgent(runs int, idle time.Duration) error {
 			return err
 		}
 		existing = append(existing, r)
-		fmt.Printf("run %d, existing data dir: node Ready %s, RSS idle %s, with %d pods %s (+ shims %s)\n", i+1, r.nodeReady, mib(r.idleRSS), podBatch, mib(r.batchRSS), mib(r.shims))
+		fmt.Printf("run %d, existing data dir: node Ready %s, idle PSS %s (RSS %s), with %d pods PSS %s (RSS %s), shims PSS %s (RSS %s)\n",
+			i+1, r.nodeReady, mib(r.idle.PSS), mib(r.idle.RSS), podBatch, mib(r.batchMem.PSS), mib(r.batchMem.RSS), mib(r.shims.PSS), mib(r.shims.RSS))
 	}
 	pick := func(rs []agentRun, f func(agentRun) time.Duration) []time.Duration {
 		var out []time.Duration
@@ -85,9 +86,10 @@ func benchAgent(runs int, idle time.Duration) error {
 	fmt.Printf("  start to node Ready, existing data dir:     %s\n", spread(pick(existing, func(r agentRun) time.Duration { return r.nodeReady })))
 	fmt.Printf("  start to first pod Running, empty data dir: %s\n", spread(pick(empty, func(r agentRun) time.Duration { return r.firstPod })))
 	fmt.Printf("  %d pods created to all Running:             %s\n", podBatch, spread(pick(append(empty, existing...), func(r agentRun) time.Duration { return r.batch })))
-	fmt.Printf("  RSS skiff+containerd, idle %s after Ready: %s\n", idle, bytes(existing, func(r agentRun) int64 { return r.idleRSS }))
-	fmt.Printf("  RSS skiff+containerd, %d pods:              %s\n", podBatch, bytes(existing, func(r agentRun) int64 { return r.batchRSS }))
-	fmt.Printf("  RSS of the %d runc shims:                   %s\n", podBatch+1, bytes(existing, func(r agentRun) int64 { return r.shims }))
+	fmt.Printf("  skiff+containerd, idle %s after Ready:  PSS %s, RSS %s\n", idle, bytes(existing, func(r agentRun) int64 { return r.idle.PSS }), bytes(existing, func(r agentRun) int64 { return r.idle.RSS }))
+	fmt.Printf("  skiff+containerd, %d pods:               PSS %s, RSS %s\n", podBatch, bytes(existing, func(r agentRun) int64 { return r.batchMem.PSS }), bytes(existing, func(r agentRun) int64 { return r.batchMem.RSS }))
+	fmt.Printf("  the %d runc shims:                       PSS %s, RSS %s\n", podBatch+1, bytes(existing, func(r agentRun) int64 { return r.shims.PSS }), bytes(existing, func(r agentRun) int64 { return r.shims.RSS }))
+	fmt.Println("  (PSS counts pages shared between processes, such as the skiff binary's code that the server and its containerd both map, once; RSS counts them in each process)")
 	return nil
 }
 
@@ -124,13 +126,13 @@ func agentOnce(bin, dataDir, busybox string, idle time.Duration) (r agentRun, er
 		return r, err
 	}
 	ctx := context.Background()
-	if err := waitNode(ctx, c); err != nil {
+	if err := waitNode(ctx, c, start); err != nil {
 		return r, fmt.Errorf("%w; see %s", err, s.LogPath)
 	}
 	r.nodeReady = time.Since(start)
 	if idle > 0 {
 		time.Sleep(idle)
-		if r.idleRSS, _, err = harness.TreeRSS(s.Pid(), dataDir); err != nil {
+		if r.idle, _, err = harness.TreeMemory(s.Pid(), dataDir); err != nil {
 			return r, err
 		}
 	}
@@ -145,7 +147,7 @@ func agentOnce(bin, dataDir, busybox string, idle time.Duration) (r agentRun, er
 	r.batch = time.Since(batchStart)
 	if idle > 0 {
 		time.Sleep(idle / 2)
-		if r.batchRSS, r.shims, err = harness.TreeRSS(s.Pid(), dataDir); err != nil {
+		if r.batchMem, r.shims, err = harness.TreeMemory(s.Pid(), dataDir); err != nil {
 			return r, err
 		}
 	}
@@ -159,14 +161,17 @@ func agentOnce(bin, dataDir, busybox string, idle time.Duration) (r agentRun, er
 	return r, nil
 }
 
-func waitNode(ctx context.Context, c kubernetes.Interface) error {
+// waitNode waits for the node's Ready condition in a heartbeat sent after
+// since: on an existing data dir the stored condition still says Ready from
+// the last run.
+func waitNode(ctx context.Context, c kubernetes.Interface, since time.Time) error {
 	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		nodes, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 		if err != nil || len(nodes.Items) == 0 {
 			return false, nil
 		}
 		for _, cond := range nodes.Items[0].Status.Conditions {
-			if cond.Type == corev1.NodeReady {
+			if cond.Type == corev1.NodeReady && cond.LastHeartbeatTime.After(since.Truncate(time.Second)) {
 				return cond.Status == corev1.ConditionTrue, nil
 			}
 		}

@@ -46,7 +46,7 @@ func TestAgent(t *testing.T) {
 
 	pod := runHTTPPod(t, ctx, c)
 	checkCrictl(t, s)
-	checkImportWhileRunning(t, ctx, c, dataDir)
+	checkImportWhileRunning(t, ctx, c, s)
 	checkLogsExecPortForward(t, s, pod)
 	checkDeploymentContainers(t, ctx, c, s)
 	checkMissingImage(t, ctx, c)
@@ -217,9 +217,15 @@ func checkCrictl(t *testing.T, s *harness.Server) {
 }
 
 // checkImportWhileRunning drops a gzip-compressed archive of a new image
-// into the images directory of the running agent and runs a pod from it.
-func checkImportWhileRunning(t *testing.T, ctx context.Context, c kubernetes.Interface, dataDir string) {
+// into the images directory of the running agent and runs a pod from it; a
+// broken archive beside it is reported once and stops nothing.
+func checkImportWhileRunning(t *testing.T, ctx context.Context, c kubernetes.Interface, s *harness.Server) {
 	t.Helper()
+	dataDir := s.DataDir
+	broken := filepath.Join(dataDir, "agent", "images", "broken.tar")
+	if err := os.WriteFile(broken, []byte("not an archive"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	const image = "docker.io/library/late:1"
 	plain := filepath.Join(t.TempDir(), "late.tar")
 	if err := harness.BuildBusybox(plain, image); err != nil {
@@ -252,6 +258,22 @@ func checkImportWhileRunning(t *testing.T, ctx context.Context, c kubernetes.Int
 	}
 	waitPodRunning(t, ctx, c, "default", pod.Name)
 	if err := c.CoreV1().Pods("default").Delete(ctx, pod.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	log, err := os.ReadFile(s.LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(log), "\n") {
+		if strings.Contains(line, "Importing image archive failed") && strings.Contains(line, `path="`+broken+`"`) {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("the broken archive was reported %d times, want once", n)
+	}
+	if err := os.Remove(broken); err != nil {
 		t.Fatal(err)
 	}
 }

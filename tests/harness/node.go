@@ -65,14 +65,21 @@ func Killall(dataDir string) error {
 	return nil
 }
 
-// TreeRSS is the resident memory of pid and every process below it
-// (skiff and its containerd), plus the runc shims started from dataDir's
-// payload, which run in sessions of their own; pods' own processes are not
-// counted.
-func TreeRSS(pid int, dataDir string) (tree, shims int64, err error) {
+// Memory is what a set of processes holds in memory, in bytes. RSS counts
+// each process's resident pages in full; PSS shares pages mapped by several
+// processes among them, so summing it counts the skiff binary's code, which
+// the server and its containerd both map, once.
+type Memory struct {
+	RSS, PSS int64
+}
+
+// TreeMemory is the memory of pid and every process below it (skiff and
+// its containerd), and of the runc shims started from dataDir's payload,
+// which run in sessions of their own; pods' own processes are not counted.
+func TreeMemory(pid int, dataDir string) (tree, shims Memory, err error) {
 	procs, err := processes()
 	if err != nil {
-		return 0, 0, err
+		return tree, shims, err
 	}
 	keep := map[int]bool{pid: true}
 	for changed := true; changed; {
@@ -85,18 +92,42 @@ func TreeRSS(pid int, dataDir string) (tree, shims int64, err error) {
 	}
 	payload := filepath.Join(dataDir, "data") + "/"
 	for p, info := range procs {
+		var into *Memory
+		switch {
+		case keep[p]:
+			into = &tree
+		case strings.HasPrefix(info.exe, payload) && strings.Contains(info.exe, "containerd-shim"):
+			into = &shims
+		default:
+			continue
+		}
 		rss, err := RSSOf(p)
 		if err != nil {
 			continue // gone meanwhile
 		}
-		switch {
-		case keep[p]:
-			tree += rss
-		case strings.HasPrefix(info.exe, payload) && strings.Contains(info.exe, "containerd-shim"):
-			shims += rss
+		pss, err := pssOf(p)
+		if err != nil {
+			continue
 		}
+		into.RSS += rss
+		into.PSS += pss
 	}
 	return tree, shims, nil
+}
+
+// pssOf reads a process's proportional set size from smaps_rollup.
+func pssOf(pid int) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0, err
+	}
+	var kb int64
+	for line := range strings.Lines(string(data)) {
+		if n, _ := fmt.Sscanf(line, "Pss: %d kB", &kb); n == 1 {
+			return kb * 1024, nil
+		}
+	}
+	return 0, errors.New("no Pss in smaps_rollup")
 }
 
 type procInfo struct {
