@@ -46,8 +46,17 @@ tar -C "$tmp" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - b
 
 scripts/pause-image.sh "$tmp/pause.tar"
 
+# CoreDNS, the coredns add-on's image: one static program, every plugin of
+# its standard build.
+coredns=$(ver github.com/coredns/coredns)
+mkdir -p "$tmp/coredns"
+(cd scripts/payload && CGO_ENABLED=0 go build -ldflags "-s -w" -o "$tmp/coredns/coredns" github.com/coredns/coredns)
+go run ./scripts/mkimage -name "localhost/skiff/coredns:$coredns" -rootfs "$tmp/coredns" \
+	-entrypoint /coredns -o "$tmp/coredns.tar"
+
 replace() { cmp -s "$1" "$2" || cp "$1" "$2"; }
 replace "$tmp/bin.tar.gz" "$out/bin.tar.gz"
 replace "$tmp/SHA256SUMS" "$out/SHA256SUMS"
 replace "$tmp/pause.tar" "$out/images/pause.tar"
+replace "$tmp/coredns.tar" "$out/images/coredns.tar"
 ls -l "$out" "$out/images"

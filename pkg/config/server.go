@@ -51,6 +51,8 @@ type Server struct {
 	ExtraSchedulerArgs         []string
 
 	DisableAgent bool
+	// Disable names add-ons (manifests/ file names) not to deploy.
+	Disable []string
 	// NodeName and NodeIP name this server's own node; empty: the host
 	// name and the advertise address.
 	NodeName           string
@@ -70,6 +72,9 @@ func (s *Server) TLSDir() string { return filepath.Join(s.ServerDir(), "tls") }
 
 // CredDir holds the kubeconfigs of the in-process components.
 func (s *Server) CredDir() string { return filepath.Join(s.ServerDir(), "cred") }
+
+// ManifestsDir holds the add-on manifests the deployer applies.
+func (s *Server) ManifestsDir() string { return filepath.Join(s.ServerDir(), "manifests") }
 
 // DBDir holds the default SQLite datastore.
 func (s *Server) DBDir() string { return filepath.Join(s.ServerDir(), "db") }

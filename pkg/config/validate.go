@@ -3,11 +3,13 @@ package config
 import (
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 	netutils "k8s.io/utils/net"
 
+	"github.com/skiff-dev/skiff/manifests"
 	"github.com/skiff-dev/skiff/pkg/datastore"
 )
 
@@ -58,6 +60,11 @@ func (s *Server) Validate() error {
 	if s.WriteKubeconfigMode&^0o777 != 0 {
 		return &FieldError{"write-kubeconfig-mode", fmt.Sprintf("%o", s.WriteKubeconfigMode), "must be a file mode such as 0600"}
 	}
+	for _, name := range s.Disable {
+		if !slices.Contains(Addons(), name) {
+			return &FieldError{"disable", name, "not an add-on; known: " + strings.Join(Addons(), ", ")}
+		}
+	}
 	if s.NodeIP != "" && net.ParseIP(s.NodeIP) == nil {
 		return &FieldError{"node-ip", s.NodeIP, "not an IP address"}
 	}
@@ -92,6 +99,15 @@ func (s *Server) Validate() error {
 		}
 	}
 	return nil
+}
+
+// ServiceLB is the built-in load-balancer controller's add-on name.
+const ServiceLB = "servicelb"
+
+// Addons are the names --disable accepts: the embedded manifests and the
+// controllers built into the server.
+func Addons() []string {
+	return append(manifests.Names(), ServiceLB)
 }
 
 // ParseCIDR parses a CIDR for a flag, rejecting host bits so that a typo like

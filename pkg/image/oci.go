@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -142,4 +143,32 @@ func WriteOCIArchive(w io.Writer, img v1.Image, name string) error {
 		}
 	}
 	return tw.Close()
+}
+
+// ArchiveName reads the name of the image in an OCI archive written by
+// WriteOCIArchive.
+func ArchiveName(archive io.Reader) (string, error) {
+	tr := tar.NewReader(archive)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return "", errors.New("no index.json in the archive")
+		}
+		if err != nil {
+			return "", err
+		}
+		if h.Name != "index.json" {
+			continue
+		}
+		var index v1.IndexManifest
+		if err := json.NewDecoder(tr).Decode(&index); err != nil {
+			return "", fmt.Errorf("index.json: %w", err)
+		}
+		for _, m := range index.Manifests {
+			if name := m.Annotations[annotationImageName]; name != "" {
+				return name, nil
+			}
+		}
+		return "", errors.New("the archive's index names no image")
+	}
 }

@@ -32,6 +32,9 @@ func TestOCIArchive(t *testing.T) {
 		t.Error("two writes of the same files differ")
 	}
 
+	if name, err := ArchiveName(bytes.NewReader(archive)); err != nil || name != "example.com/tools:v1" {
+		t.Errorf("ArchiveName: %q %v", name, err)
+	}
 	files := untar(t, bytes.NewReader(archive))
 	var index struct {
 		Manifests []struct {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -151,6 +152,24 @@ func Run(ctx context.Context, cfg *config.Server) error {
 			if err, ok := <-node.Failed(); ok {
 				failed <- fmt.Errorf("node agent: %w", err)
 			}
+		}()
+	}
+
+	addonCtx, stopAddons := context.WithCancel(context.Background())
+	addonsDone := goRun(addonCtx, failed, "add-on deployer", func(ctx context.Context) error {
+		return runAddons(ctx, cfg, adminKubeconfig)
+	})
+	defer func() {
+		stopAddons()
+		waitOrTimeout("add-on deployer", func() { <-addonsDone })
+	}()
+	if !slices.Contains(cfg.Disable, config.ServiceLB) {
+		lbDone := goRun(addonCtx, failed, "servicelb", func(ctx context.Context) error {
+			return runServiceLB(ctx, adminKubeconfig)
+		})
+		defer func() {
+			stopAddons()
+			waitOrTimeout("servicelb", func() { <-lbDone })
 		}()
 	}
 

@@ -116,6 +116,8 @@ func WithLogs(w io.Writer) Option { return func(s *settings) { s.logs = w } }
 func (s *settings) serverArgs(dataDir, configFile, kubeconfig string) []string {
 	args := []string{"server",
 		"--disable-agent",
+		// Like envtest: no cluster add-ons in the way of a test's objects.
+		"--disable", "coredns,servicelb",
 		"--config", configFile,
 		"--data-dir", dataDir,
 		"--write-kubeconfig", kubeconfig,

@@ -79,6 +79,8 @@ func TestBadInput(t *testing.T) {
 			[]string{"unknown flag: --no-such-flag"}},
 		{"unknown kubelet flag", []string{"--disable-agent=false", "--kubelet-arg", "no-such-flag=1"},
 			[]string{"kubelet arguments", "no-such-flag", "--kubelet-arg"}},
+		{"unknown add-on", []string{"--disable", "traefik"},
+			[]string{`invalid disable "traefik"`, "not an add-on", "coredns", "from --disable"}},
 		{"bad node IP", []string{"--disable-agent=false", "--node-ip", "10.0.0"},
 			[]string{`invalid node-ip "10.0.0"`, "from --node-ip"}},
 	}

@@ -1,0 +1,96 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"path/filepath"
+
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/skiff-dev/skiff/manifests"
+	"github.com/skiff-dev/skiff/pkg/config"
+	"github.com/skiff-dev/skiff/pkg/deploy"
+	"github.com/skiff-dev/skiff/pkg/image"
+	"github.com/skiff-dev/skiff/pkg/payload"
+	"github.com/skiff-dev/skiff/pkg/servicelb"
+)
+
+// addonValues are the fields the add-on templates in manifests/ use.
+type addonValues struct {
+	ClusterDNS    string
+	ClusterDomain string
+	ClusterCIDR   string
+	ServiceCIDR   string
+	Images        systemImages
+}
+
+// systemImages are the embedded images the add-ons run, by role.
+type systemImages struct {
+	CoreDNS string
+}
+
+func newAddonValues(cfg *config.Server) (addonValues, error) {
+	archives, err := payload.Images()
+	if err != nil {
+		return addonValues{}, err
+	}
+	name := func(file string) (string, error) {
+		n, err := image.ArchiveName(bytes.NewReader(archives[file]))
+		if err != nil {
+			return "", fmt.Errorf("embedded image %s: %w", file, err)
+		}
+		return n, nil
+	}
+	v := addonValues{
+		ClusterDNS: cfg.ClusterDNS.String(), ClusterDomain: cfg.ClusterDomain,
+		ClusterCIDR: cfg.ClusterCIDR.String(), ServiceCIDR: cfg.ServiceCIDR.String(),
+	}
+	if v.Images.CoreDNS, err = name("coredns.tar"); err != nil {
+		return v, err
+	}
+	return v, nil
+}
+
+// runServiceLB runs the LoadBalancer address controller as the admin.
+func runServiceLB(ctx context.Context, kubeconfig string) error {
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return err
+	}
+	rc.UserAgent = "skiff-servicelb"
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	return servicelb.Run(ctx, client)
+}
+
+// runAddons renders the embedded add-ons into the manifests directory and
+// runs the deployer on it as the admin until ctx ends.
+func runAddons(ctx context.Context, cfg *config.Server, kubeconfig string) error {
+	values, err := newAddonValues(cfg)
+	if err != nil {
+		return err
+	}
+	if err := deploy.WriteEmbedded(cfg.ManifestsDir(), manifests.Files, values, cfg.Disable); err != nil {
+		return fmt.Errorf("writing add-on manifests to %s: %w", cfg.ManifestsDir(), err)
+	}
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return err
+	}
+	rc.UserAgent = "skiff-deploy"
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	dyn, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	d := deploy.New(cfg.ManifestsDir(), filepath.Join(cfg.ServerDir(), "manifests.json"), client, dyn)
+	return d.Run(ctx)
+}
