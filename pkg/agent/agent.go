@@ -20,6 +20,7 @@ import (
 
 	"github.com/skiff-dev/skiff/pkg/config"
 	"github.com/skiff-dev/skiff/pkg/hostcheck"
+	"github.com/skiff-dev/skiff/pkg/localpath"
 	"github.com/skiff-dev/skiff/pkg/payload"
 )
 
@@ -143,6 +144,15 @@ func Start(ctx context.Context, cfg *config.Agent) (_ *Agent, err error) {
 			a.report("pod network", err)
 		}
 	})
+	if cfg.LocalStoragePath != "" {
+		storageClient, err := clientFor(cfg.LocalPathKubeconfig())
+		if err != nil {
+			return nil, err
+		}
+		a.goComponent("local-path provisioner", func(ctx context.Context) error {
+			return localpath.Run(ctx, storageClient, cfg.NodeName, cfg.LocalStoragePath)
+		})
+	}
 	return a, nil
 }
 

@@ -48,6 +48,7 @@ type serverFlags struct {
 	schedulerArgs       []string
 	disableAgent        bool
 	disable             []string
+	localStoragePath    string
 	nodeName            string
 	nodeIP              string
 	kubeletArgs         []string
@@ -84,7 +85,8 @@ func (f *serverFlags) add(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.controllerArgs, "kube-controller-manager-arg", nil, "Extra kube-controller-manager flag as flag=value (repeatable)")
 	fs.StringArrayVar(&f.schedulerArgs, "kube-scheduler-arg", nil, "Extra kube-scheduler flag as flag=value (repeatable)")
 	fs.BoolVar(&f.disableAgent, "disable-agent", false, "Run only the control plane, no node agent")
-	fs.StringSliceVar(&f.disable, "disable", nil, "Add-ons not to deploy, and to remove if deployed: coredns, servicelb (repeatable or comma-separated)")
+	fs.StringSliceVar(&f.disable, "disable", nil, "Add-ons not to deploy, and to remove if deployed: coredns, local-storage, servicelb (repeatable or comma-separated)")
+	fs.StringVar(&f.localStoragePath, "default-local-storage-path", "", "Directory for the local-path StorageClass's volumes (default: <data-dir>/storage)")
 	fs.StringVar(&f.nodeName, "node-name", "", "Name of this server's node (default: the host name)")
 	fs.StringVar(&f.nodeIP, "node-ip", "", "IP address of this server's node (default: the advertise address)")
 	fs.StringArrayVar(&f.kubeletArgs, "kubelet-arg", nil, "Extra kubelet flag as flag=value (repeatable)")
@@ -150,6 +152,7 @@ func (f *serverFlags) serverConfig(from origins) (*config.Server, error) {
 		ExtraSchedulerArgs:         f.schedulerArgs,
 		DisableAgent:               f.disableAgent,
 		Disable:                    f.disable,
+		DefaultLocalStoragePath:    f.localStoragePath,
 		NodeName:                   f.nodeName,
 		NodeIP:                     f.nodeIP,
 		ExtraKubeletArgs:           f.kubeletArgs,

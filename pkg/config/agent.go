@@ -33,6 +33,10 @@ type Agent struct {
 	ExtraKubeletArgs   []string
 	ExtraKubeProxyArgs []string
 
+	// LocalStoragePath holds the local-path volumes of this node; empty
+	// when the local-storage add-on is disabled.
+	LocalStoragePath string
+
 	// RunDir holds containerd's socket and state, which must not outlive
 	// a reboot.
 	RunDir string
@@ -80,4 +84,9 @@ func (a *Agent) KubeletKubeconfig() string {
 // KubeProxyKubeconfig is kube-proxy's kubeconfig.
 func (a *Agent) KubeProxyKubeconfig() string {
 	return filepath.Join(a.AgentDir(), "kubeproxy.kubeconfig")
+}
+
+// LocalPathKubeconfig is the local storage provisioner's kubeconfig.
+func (a *Agent) LocalPathKubeconfig() string {
+	return filepath.Join(a.AgentDir(), "localpath.kubeconfig")
 }

@@ -53,6 +53,9 @@ type Server struct {
 	DisableAgent bool
 	// Disable names add-ons (manifests/ file names) not to deploy.
 	Disable []string
+	// DefaultLocalStoragePath is where the local-path class keeps
+	// volumes; empty: <data-dir>/storage.
+	DefaultLocalStoragePath string
 	// NodeName and NodeIP name this server's own node; empty: the host
 	// name and the advertise address.
 	NodeName           string

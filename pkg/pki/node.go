@@ -13,13 +13,19 @@ const (
 	ServingKubelet  = "serving-kubelet"
 	ClientKubelet   = "client-kubelet"
 	ClientKubeProxy = "client-kube-proxy"
+	ClientLocalPath = "client-local-path"
+
+	// LocalPathUser is the local storage provisioner's user name, which
+	// manifests/local-storage.yaml grants its rights.
+	LocalPathUser = "skiff:local-path-provisioner"
 )
 
 // EnsureNode gives a node its identity: in nodeDir, the CA bundles it trusts
 // (server-ca to verify the apiserver, client-ca to verify the apiserver's
 // calls to the kubelet), a kubelet client certificate for
 // system:node:<name>, a kube-proxy client certificate and a kubelet serving
-// certificate for names, all issued by the server's CAs in serverDir. It is
+// certificate for names, and a certificate for the node's local storage
+// provisioner, all issued by the server's CAs in serverDir. It is
 // the in-process half of joining: the server's own agent gets its
 // credentials this way.
 func EnsureNode(serverDir, nodeDir Dir, nodeName string, names certutil.AltNames) error {
@@ -45,6 +51,7 @@ func EnsureNode(serverDir, nodeDir Dir, nodeName string, names certutil.AltNames
 	leaves := []leaf{
 		{ClientKubelet, ClientCA, certutil.Config{CommonName: "system:node:" + nodeName, Organization: []string{"system:nodes"}, Usages: client}},
 		{ClientKubeProxy, ClientCA, certutil.Config{CommonName: "system:kube-proxy", Usages: client}},
+		{ClientLocalPath, ClientCA, certutil.Config{CommonName: LocalPathUser, Usages: client}},
 		{ServingKubelet, ServerCA, certutil.Config{CommonName: nodeName, AltNames: names,
 			Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}},
 	}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 
 	certutil "k8s.io/client-go/util/cert"
@@ -27,6 +29,13 @@ func nodeConfig(cfg *config.Server, advertise net.IP, serverURL string) (*config
 	if cfg.NodeIP != "" {
 		ip = net.ParseIP(cfg.NodeIP)
 	}
+	storage := ""
+	if !slices.Contains(cfg.Disable, "local-storage") {
+		storage = cfg.DefaultLocalStoragePath
+		if storage == "" {
+			storage = filepath.Join(cfg.DataDir, "storage")
+		}
+	}
 	return &config.Agent{
 		DataDir:            cfg.DataDir,
 		NodeName:           name,
@@ -38,6 +47,7 @@ func nodeConfig(cfg *config.Server, advertise net.IP, serverURL string) (*config
 		ClusterDomain:      cfg.ClusterDomain,
 		ExtraKubeletArgs:   cfg.ExtraKubeletArgs,
 		ExtraKubeProxyArgs: cfg.ExtraKubeProxyArgs,
+		LocalStoragePath:   storage,
 		RunDir:             config.DefaultRunDir,
 	}, nil
 }
@@ -53,6 +63,7 @@ func writeNodeCredentials(serverTLS pki.Dir, node *config.Agent) error {
 	for path, cert := range map[string]string{
 		node.KubeletKubeconfig():   pki.ClientKubelet,
 		node.KubeProxyKubeconfig(): pki.ClientKubeProxy,
+		node.LocalPathKubeconfig(): pki.ClientLocalPath,
 	} {
 		kc := pki.Kubeconfig{Server: node.ServerURL, CA: nodeTLS.Cert(pki.ServerCA), Cert: nodeTLS.Cert(cert), Key: nodeTLS.Key(cert)}
 		if err := kc.Write(path, 0o600); err != nil {

@@ -22,8 +22,8 @@ import (
 const podBatch = 30
 
 type agentRun struct {
-	nodeReady, firstPod, batch time.Duration
-	idle, batchMem, shims      harness.Memory
+	nodeReady, firstPod, batch, dns time.Duration
+	idle, batchMem, shims           harness.Memory
 }
 
 // benchAgent times `skiff server` with its node agent: start to node Ready
@@ -52,7 +52,7 @@ func benchAgent(runs int, idle time.Duration) error {
 			return err
 		}
 		empty = append(empty, r)
-		fmt.Printf("run %d, empty data dir: node Ready %s, first pod Running %s, %d pods Running in %s\n", i+1, r.nodeReady, r.firstPod, podBatch, r.batch)
+		fmt.Printf("run %d, empty data dir: node Ready %s, first pod Running %s, DNS answers in a pod %s, %d pods Running in %s\n", i+1, r.nodeReady, r.firstPod, r.dns, podBatch, r.batch)
 	}
 	dir := filepath.Join(root, "existing")
 	if _, err := agentOnce(bin, dir, busybox, 0); err != nil {
@@ -85,6 +85,7 @@ func benchAgent(runs int, idle time.Duration) error {
 	fmt.Printf("  start to node Ready, empty data dir:        %s\n", spread(pick(empty, func(r agentRun) time.Duration { return r.nodeReady })))
 	fmt.Printf("  start to node Ready, existing data dir:     %s\n", spread(pick(existing, func(r agentRun) time.Duration { return r.nodeReady })))
 	fmt.Printf("  start to first pod Running, empty data dir: %s\n", spread(pick(empty, func(r agentRun) time.Duration { return r.firstPod })))
+	fmt.Printf("  start to DNS answering in a pod, empty:     %s\n", spread(pick(empty, func(r agentRun) time.Duration { return r.dns })))
 	fmt.Printf("  %d pods created to all Running:             %s\n", podBatch, spread(pick(append(empty, existing...), func(r agentRun) time.Duration { return r.batch })))
 	fmt.Printf("  skiff+containerd, idle %s after Ready:  PSS %s, RSS %s\n", idle, bytes(existing, func(r agentRun) int64 { return r.idle.PSS }), bytes(existing, func(r agentRun) int64 { return r.idle.RSS }))
 	fmt.Printf("  skiff+containerd, %d pods:               PSS %s, RSS %s\n", podBatch, bytes(existing, func(r agentRun) int64 { return r.batchMem.PSS }), bytes(existing, func(r agentRun) int64 { return r.batchMem.RSS }))
@@ -126,6 +127,22 @@ func agentOnce(bin, dataDir, busybox string, idle time.Duration) (r agentRun, er
 		return r, err
 	}
 	ctx := context.Background()
+	// The time-to-k8s figure: a pod that asks the cluster DNS until it
+	// answers, created as soon as the API is there.
+	if err := createDNSProbe(ctx, c); err != nil {
+		return r, err
+	}
+	type answered struct {
+		after time.Duration
+		err   error
+	}
+	dnsDone := make(chan answered, 1)
+	go func() {
+		// As seen through the API: up to a second late (the kubelet
+		// notices a container's exit on its next relist), never early.
+		err := waitPodSucceeded(ctx, c, "dns-probe")
+		dnsDone <- answered{time.Since(start), err}
+	}()
 	if err := waitNode(ctx, c, start); err != nil {
 		return r, fmt.Errorf("%w; see %s", err, s.LogPath)
 	}
@@ -140,6 +157,11 @@ func agentOnce(bin, dataDir, busybox string, idle time.Duration) (r agentRun, er
 		return r, fmt.Errorf("%w; see %s", err, s.LogPath)
 	}
 	r.firstPod = time.Since(start)
+	dns := <-dnsDone
+	if dns.err != nil {
+		return r, fmt.Errorf("DNS probe: %w; see %s", dns.err, s.LogPath)
+	}
+	r.dns = dns.after
 	batchStart := time.Now()
 	if err := runPods(ctx, c, "batch", podBatch); err != nil {
 		return r, fmt.Errorf("%w; see %s", err, s.LogPath)
@@ -164,6 +186,30 @@ func agentOnce(bin, dataDir, busybox string, idle time.Duration) (r agentRun, er
 // waitNode waits for the node's Ready condition in a heartbeat sent after
 // since: on an existing data dir the stored condition still says Ready from
 // the last run.
+func createDNSProbe(ctx context.Context, c kubernetes.Interface) error {
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "dns-probe"},
+		Spec: corev1.PodSpec{
+			RestartPolicy: corev1.RestartPolicyNever,
+			Containers: []corev1.Container{{Name: "probe", Image: harness.BusyboxImage, ImagePullPolicy: corev1.PullNever,
+				Command: []string{"sh", "-c", "until nslookup kubernetes.default.svc.cluster.local >/dev/null 2>&1; do sleep 0.1; done"}}},
+		},
+	}
+	// Right after start the namespace's default ServiceAccount may not
+	// exist yet, and pods are refused until it does.
+	return wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		_, err := c.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{})
+		return err == nil, nil
+	})
+}
+
+func waitPodSucceeded(ctx context.Context, c kubernetes.Interface, name string) error {
+	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		p, err := c.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
+		return err == nil && p.Status.Phase == corev1.PodSucceeded, nil
+	})
+}
+
 func waitNode(ctx context.Context, c kubernetes.Interface, since time.Time) error {
 	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		nodes, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})

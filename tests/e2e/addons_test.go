@@ -12,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -43,6 +44,7 @@ func TestAddons(t *testing.T) {
 
 	t.Run("services and DNS", func(t *testing.T) { checkServices(t, ctx, c, s) })
 	t.Run("manifests directory", func(t *testing.T) { checkManifests(t, ctx, c, s) })
+	t.Run("local storage", func(t *testing.T) { checkLocalStorage(t, ctx, c, s) })
 
 	mustStop(t, s)
 	s.Args = append(s.Args, "--disable", "coredns")
@@ -259,4 +261,77 @@ func coreDNSObjects(ctx context.Context, c kubernetes.Interface) []string {
 		}
 	}
 	return left
+}
+
+// checkLocalStorage binds a claim of the default class when a pod uses it,
+// keeps its file across pods, and removes its directory with the claim.
+func checkLocalStorage(t *testing.T, ctx context.Context, c kubernetes.Interface, s *harness.Server) {
+	claim := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: "data"},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+		},
+	}
+	if _, err := c.CoreV1().PersistentVolumeClaims("default").Create(ctx, claim, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pod := func(name, script string) *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: corev1.PodSpec{
+				RestartPolicy:                 corev1.RestartPolicyNever,
+				TerminationGracePeriodSeconds: ptr.To[int64](0),
+				Containers: []corev1.Container{{Name: "c", Image: busyboxImage, ImagePullPolicy: corev1.PullNever,
+					Command: []string{"sh", "-c", script}, VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}}},
+				Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
+					PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data"}}}},
+			},
+		}
+	}
+	run := func(name, script string) string {
+		t.Helper()
+		if _, err := c.CoreV1().Pods("default").Create(ctx, pod(name, script), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+			p, err := c.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
+			return err == nil && (p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed), nil
+		})
+		if err != nil {
+			t.Fatalf("pod %s did not finish: %v", name, err)
+		}
+		out := kubectl(t, s, "logs", name)
+		if err := c.CoreV1().Pods("default").Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	run("writer", "echo kept > /data/file")
+	if out := run("reader", "cat /data/file"); strings.TrimSpace(out) != "kept" {
+		t.Errorf("second pod read %q from the volume", out)
+	}
+	bound, err := c.CoreV1().PersistentVolumeClaims("default").Get(ctx, "data", metav1.GetOptions{})
+	if err != nil || bound.Status.Phase != corev1.ClaimBound {
+		t.Fatalf("claim not bound: %v %+v", err, bound.Status)
+	}
+	pv, err := c.CoreV1().PersistentVolumes().Get(ctx, bound.Spec.VolumeName, metav1.GetOptions{})
+	if err != nil || pv.Spec.HostPath == nil {
+		t.Fatalf("volume %s: %v", bound.Spec.VolumeName, err)
+	}
+	dir := pv.Spec.HostPath.Path
+	if !strings.HasPrefix(dir, filepath.Join(s.DataDir, "storage")+"/") {
+		t.Errorf("volume directory %s is not under the data dir's storage", dir)
+	}
+	if err := c.CoreV1().PersistentVolumeClaims("default").Delete(ctx, "data", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		_, statErr := os.Stat(dir)
+		_, getErr := c.CoreV1().PersistentVolumes().Get(ctx, pv.Name, metav1.GetOptions{})
+		return os.IsNotExist(statErr) && apierrors.IsNotFound(getErr), nil
+	})
+	if err != nil {
+		t.Errorf("deleting the claim left its volume or directory %s", dir)
+	}
 }
