@@ -24,6 +24,9 @@ import (
 	"github.com/skiff-dev/skiff/pkg/payload"
 )
 
+// sandboxArchive is the embedded pause image's archive.
+const sandboxArchive = "pause.tar"
+
 // stopTimeout bounds how long each part may take to stop.
 const stopTimeout = 10 * time.Second
 
@@ -116,12 +119,20 @@ func Start(ctx context.Context, cfg *config.Agent) (_ *Agent, err error) {
 	if err != nil {
 		return nil, err
 	}
-	// The pause image must be there before the first pod; user archives
-	// are imported beside the kubelet's start.
-	if err := im.importEmbedded(ctx, embedded); err != nil {
+	// The pause image must be there before the first pod sandbox; the
+	// other system images (CoreDNS) and user archives are imported beside
+	// the kubelet's start, which does not wait for them.
+	sandbox := map[string][]byte{sandboxArchive: embedded[sandboxArchive]}
+	delete(embedded, sandboxArchive)
+	if err := im.importEmbedded(ctx, sandbox); err != nil {
 		return nil, err
 	}
-	a.goBackground(func(ctx context.Context) { im.watchDir(ctx, cfg.ImagesDir()) })
+	a.goBackground(func(ctx context.Context) {
+		if err := im.importEmbedded(ctx, embedded); err != nil && ctx.Err() == nil {
+			a.report("system images", err)
+		}
+		im.watchDir(ctx, cfg.ImagesDir())
+	})
 
 	kubeletConfig, err := writeKubeletConfig(cfg, driver)
 	if err != nil {
