@@ -2,10 +2,17 @@
 # Builds the pod sandbox image localhost/skiff/pause:1 (scripts/pause, static)
 # as an OCI archive at $1.
 set -eu
+if [ $# -ne 1 ]; then
+	echo "usage: $0 OUT.tar" >&2
+	exit 2
+fi
 out=$(realpath -m "$1")
 cd "$(dirname "$0")/.."
+umask 022 # file modes go into the layer
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir "$tmp/rootfs"
-CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp/rootfs/pause" ./scripts/pause
+# -trimpath and no build ID keep the binary, and so the image, the same from
+# one checkout or machine to another.
+CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "-s -w -buildid=" -o "$tmp/rootfs/pause" ./scripts/pause
 go run ./scripts/mkimage -name localhost/skiff/pause:1 -rootfs "$tmp/rootfs" -entrypoint /pause -o "$out"

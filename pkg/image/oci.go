@@ -19,7 +19,10 @@ import (
 
 // Config is what an image says about how to run it.
 type Config struct {
-	Name       string // full reference, such as docker.io/library/busybox:latest
+	// Name is the image's full reference, such as
+	// docker.io/library/busybox:latest. Build does not store it (a name is
+	// not part of an image); callers pass it on to WriteOCIArchive.
+	Name       string
 	Entrypoint []string
 	Cmd        []string
 	Env        []string
@@ -28,20 +31,25 @@ type Config struct {
 }
 
 // Build makes a linux image for this machine's architecture from layers,
-// with OCI media types and no creation time, so it is reproducible.
+// with OCI media types and a fixed creation time, so it is reproducible.
 func Build(cfg Config, layers ...v1.Layer) (v1.Image, error) {
 	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), layers...)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("adding layers to the image: %w", err)
 	}
 	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
 	cf, err := img.ConfigFile()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reading the image config: %w", err)
 	}
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture = "linux", runtime.GOARCH
+	// The Unix epoch, not the build time, so that rebuilding the same files
+	// gives the same image ID (the reproducible-builds convention).
 	cf.Created = v1.Time{Time: time.Unix(0, 0).UTC()}
+	for i := range cf.History { // one entry per layer, else dated year 1
+		cf.History[i].Created = cf.Created
+	}
 	cf.Config.Entrypoint, cf.Config.Cmd = cfg.Entrypoint, cfg.Cmd
 	cf.Config.Env, cf.Config.WorkingDir, cf.Config.Labels = cfg.Env, cfg.WorkingDir, cfg.Labels
 	return mutate.ConfigFile(img, cf)
@@ -55,15 +63,27 @@ const (
 )
 
 // WriteOCIArchive writes img as an OCI image layout in a tar stream, named
-// name (a full reference with a tag).
+// name (a full reference; a short name like "busybox" is normalised to
+// docker.io/library/busybox:latest, as the CRI does when a pod names it).
+// The index's one manifest carries both io.containerd.image.name (the full
+// name, which containerd's Import uses verbatim as the image's name) and
+// org.opencontainers.image.ref.name (the tag, for other OCI tools; containerd
+// falls back to it only without the first, and then it is a bare tag).
 func WriteOCIArchive(w io.Writer, img v1.Image, name string) error {
+	if err := writeOCIArchive(w, img, name); err != nil {
+		return fmt.Errorf("writing the OCI archive of %s: %w", name, err)
+	}
+	return nil
+}
+
+func writeOCIArchive(w io.Writer, img v1.Image, name string) error {
 	ref, err := reference.ParseNormalizedNamed(name)
 	if err != nil {
-		return fmt.Errorf("image name %q: %w", name, err)
+		return fmt.Errorf("bad image name: %w", err)
 	}
 	tagged, ok := reference.TagNameOnly(ref).(reference.Tagged)
 	if !ok {
-		return fmt.Errorf("image name %q has no tag", name)
+		return errors.New("the image name has a digest and no tag")
 	}
 	manifest, err := img.RawManifest()
 	if err != nil {
@@ -93,7 +113,7 @@ func WriteOCIArchive(w io.Writer, img v1.Image, name string) error {
 			Digest:    digest,
 			Size:      int64(len(manifest)),
 			Annotations: map[string]string{
-				annotationImageName: reference.TagNameOnly(ref).String(),
+				annotationImageName: tagged.String(),
 				annotationRefName:   tagged.Tag(),
 			},
 		}},
@@ -123,11 +143,16 @@ func WriteOCIArchive(w io.Writer, img v1.Image, name string) error {
 	if err := bytesFile("blobs/sha256/"+configName.Hex, config); err != nil {
 		return err
 	}
+	written := map[v1.Hash]bool{} // the same layer twice is one blob
 	for _, l := range layers {
 		d, err := l.Digest()
 		if err != nil {
 			return err
 		}
+		if written[d] {
+			continue
+		}
+		written[d] = true
 		size, err := l.Size()
 		if err != nil {
 			return err

@@ -9,6 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
 )
 
 func TestOCIArchive(t *testing.T) {
@@ -135,5 +139,41 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestLayoutRoundTrip untars an archive and reads it back with
+// go-containerregistry's OCI layout reader, which checks every blob's digest
+// and size against the manifest, config and layers.
+func TestLayoutRoundTrip(t *testing.T) {
+	root := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(root, "etc"), 0o755))
+	must(t, os.WriteFile(filepath.Join(root, "etc", "passwd"), []byte("root:x:0:0::/:/bin/sh\n"), 0o644))
+	layer, err := LayerFromDir(root)
+	must(t, err)
+	img, err := Build(Config{Labels: map[string]string{"a": "b"}, WorkingDir: "/etc"}, layer, layer)
+	must(t, err)
+	var buf bytes.Buffer
+	must(t, WriteOCIArchive(&buf, img, "localhost/skiff/test:1"))
+	dir := t.TempDir()
+	for name, data := range untar(t, &buf) {
+		must(t, os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755))
+		must(t, os.WriteFile(filepath.Join(dir, name), data, 0o644))
+	}
+	index, err := layout.ImageIndexFromPath(dir)
+	must(t, err)
+	im, err := index.IndexManifest()
+	must(t, err)
+	if len(im.Manifests) != 1 {
+		t.Fatalf("index: %+v", im)
+	}
+	got, err := index.Image(im.Manifests[0].Digest)
+	must(t, err)
+	must(t, validate.Image(got))
+	cf, err := got.ConfigFile()
+	must(t, err)
+	if cf.Config.Labels["a"] != "b" || cf.Config.WorkingDir != "/etc" || !cf.Created.Equal(time.Unix(0, 0)) ||
+		len(cf.History) != 2 || !cf.History[1].Created.Equal(time.Unix(0, 0)) {
+		t.Errorf("config: %+v", cf)
 	}
 }

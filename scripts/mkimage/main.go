@@ -2,7 +2,8 @@
 // and writes it as an OCI image archive, for the images skiff embeds and the
 // test images (see scripts/pause-image.sh and scripts/busybox-image.sh).
 //
-//	go run ./scripts/mkimage -name NAME -rootfs DIR [-entrypoint ARG]... [-cmd ARG]... [-env K=V]... -o OUT.tar
+//	go run ./scripts/mkimage -name NAME -rootfs DIR [-entrypoint ARG]... [-cmd ARG]...
+//		[-env K=V]... [-label K=V]... [-workdir DIR] -o OUT.tar
 package main
 
 import (
@@ -24,25 +25,42 @@ func (l *list) Set(v string) error { *l = append(*l, v); return nil }
 
 func main() {
 	var cfg image.Config
-	var entrypoint, cmd, env list
+	var entrypoint, cmd, env, labels list
 	flag.StringVar(&cfg.Name, "name", "", "full image name with tag, such as docker.io/library/busybox:latest")
 	rootfs := flag.String("rootfs", "", "directory holding the image's files")
 	out := flag.String("o", "", "OCI archive to write")
 	flag.Var(&entrypoint, "entrypoint", "entrypoint argument (repeatable)")
 	flag.Var(&cmd, "cmd", "command argument (repeatable)")
 	flag.Var(&env, "env", "environment variable K=V (repeatable)")
+	flag.Var(&labels, "label", "image label K=V (repeatable)")
 	flag.StringVar(&cfg.WorkingDir, "workdir", "", "working directory")
 	flag.Parse()
 	cfg.Entrypoint, cfg.Cmd, cfg.Env = entrypoint, cmd, env
-	if err := run(cfg, *rootfs, *out); err != nil {
+	err := run(cfg, labels, *rootfs, *out)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "mkimage:", err)
 		os.Exit(1)
 	}
 }
 
-func run(cfg image.Config, rootfs, out string) error {
+func run(cfg image.Config, labels []string, rootfs, out string) error {
 	if cfg.Name == "" || rootfs == "" || out == "" {
 		return errors.New("-name, -rootfs and -o are required")
+	}
+	// A stray argument is most likely a command word meant for -cmd; say so
+	// rather than build an image without it.
+	if flag.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q (give each command word its own -cmd)", flag.Args())
+	}
+	for _, kv := range labels {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return fmt.Errorf("-label %q: want KEY=VALUE", kv)
+		}
+		if cfg.Labels == nil {
+			cfg.Labels = map[string]string{}
+		}
+		cfg.Labels[k] = v
 	}
 	layer, err := image.LayerFromDir(rootfs)
 	if err != nil {
@@ -56,25 +74,33 @@ func run(cfg image.Config, rootfs, out string) error {
 	if err := image.WriteOCIArchive(&buf, img, cfg.Name); err != nil {
 		return err
 	}
-	// Replace the output only when it changed, so an unchanged image keeps
-	// its modification time (and does not look new to the agent's import).
-	if old, err := os.ReadFile(out); err == nil && bytes.Equal(old, buf.Bytes()) {
+	return writeIfChanged(out, buf.Bytes())
+}
+
+// writeIfChanged replaces out with data atomically (a temporary file in the
+// same directory, renamed over it), and only when the bytes differ, so an
+// unchanged image keeps its modification time and `make` sees nothing new.
+func writeIfChanged(out string, data []byte) error {
+	if old, err := os.ReadFile(out); err == nil && bytes.Equal(old, data) {
 		return nil
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".*")
 	if err != nil {
-		return err
+		return fmt.Errorf("writing %s: %w", out, err)
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(buf.Bytes()); err != nil {
-		tmp.Close()
-		return err
+	defer os.Remove(tmp.Name()) // fails harmlessly once renamed
+	_, err = tmp.Write(data)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
 	}
-	if err := tmp.Close(); err != nil {
-		return err
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o644) // CreateTemp makes it 0600
 	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
+	if err == nil {
+		err = os.Rename(tmp.Name(), out)
 	}
-	return os.Rename(tmp.Name(), out)
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", out, err)
+	}
+	return nil
 }

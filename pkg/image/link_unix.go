@@ -1,3 +1,5 @@
+//go:build unix
+
 package image
 
 import (
@@ -14,5 +16,6 @@ func hardLinkID(info fs.FileInfo) (fileID, bool) {
 	if !ok || st.Nlink < 2 {
 		return fileID{}, false
 	}
-	return fileID{uint64(st.Dev), st.Ino}, true
+	// Conversions because the field types differ between Unix systems.
+	return fileID{uint64(st.Dev), uint64(st.Ino)}, true
 }
