@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -78,21 +77,7 @@ func checkServices(t *testing.T, ctx context.Context, c kubernetes.Interface, s 
 		t.Fatal(err)
 	}
 	labels := map[string]string{"app": "web"}
-	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "web"},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](2),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					TerminationGracePeriodSeconds: ptr.To[int64](1),
-					Containers: []corev1.Container{{Name: "httpd", Image: busyboxImage, ImagePullPolicy: corev1.PullNever,
-						Command: []string{"sh", "-c", "echo web-ok > /var/www/index.html; exec busybox httpd -f -p 8080 -h /var/www"}}},
-				},
-			},
-		},
-	}
+	d := httpdDeployment("web", 2, labels, "sh", "-c", "echo web-ok > /var/www/index.html; exec busybox httpd -f -p 8080 -h /var/www")
 	if _, err := c.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -325,6 +325,25 @@ func checkLogsExecPortForward(t *testing.T, s *harness.Server, pod *corev1.Pod) 
 	}
 }
 
+// httpdDeployment is a Deployment of busybox pods running command, which
+// serves HTTP on 8080.
+func httpdDeployment(name string, replicas int32, labels map[string]string, command ...string) *appsv1.Deployment {
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(replicas),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					TerminationGracePeriodSeconds: ptr.To[int64](1),
+					Containers:                    []corev1.Container{{Name: "httpd", Image: busyboxImage, ImagePullPolicy: corev1.PullNever, Command: command}},
+				},
+			},
+		},
+	}
+}
+
 // checkDeploymentContainers runs a 3-replica Deployment, replaces a deleted
 // pod, and checks through containerd that deleting the Deployment removes
 // every container.
@@ -334,22 +353,7 @@ func checkDeploymentContainers(t *testing.T, ctx context.Context, c kubernetes.I
 	if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	labels := map[string]string{"app": "web"}
-	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "web"},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](3),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					TerminationGracePeriodSeconds: ptr.To[int64](1),
-					Containers: []corev1.Container{{Name: "httpd", Image: busyboxImage, ImagePullPolicy: corev1.PullNever,
-						Command: []string{"busybox", "httpd", "-f", "-p", "8080"}}},
-				},
-			},
-		},
-	}
+	d := httpdDeployment("web", 3, map[string]string{"app": "web"}, "busybox", "httpd", "-f", "-p", "8080")
 	if _, err := c.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
