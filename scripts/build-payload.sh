@@ -54,9 +54,18 @@ mkdir -p "$tmp/coredns"
 go run ./scripts/mkimage -name "localhost/skiff/coredns:$coredns" -rootfs "$tmp/coredns" \
 	-entrypoint /coredns -o "$tmp/coredns.tar"
 
+# metrics-server, the metrics add-on's image, from its own module (see
+# scripts/payload/metrics/go.mod).
+metrics=$(cd scripts/payload/metrics && go list -m -f '{{.Version}}' sigs.k8s.io/metrics-server)
+mkdir -p "$tmp/metrics-server"
+(cd scripts/payload/metrics && CGO_ENABLED=0 go build -ldflags "-s -w" -o "$tmp/metrics-server/metrics-server" sigs.k8s.io/metrics-server/cmd/metrics-server)
+go run ./scripts/mkimage -name "localhost/skiff/metrics-server:$metrics" -rootfs "$tmp/metrics-server" \
+	-entrypoint /metrics-server -o "$tmp/metrics-server.tar"
+
 replace() { cmp -s "$1" "$2" || cp "$1" "$2"; }
 replace "$tmp/bin.tar.gz" "$out/bin.tar.gz"
 replace "$tmp/SHA256SUMS" "$out/SHA256SUMS"
 replace "$tmp/pause.tar" "$out/images/pause.tar"
 replace "$tmp/coredns.tar" "$out/images/coredns.tar"
+replace "$tmp/metrics-server.tar" "$out/images/metrics-server.tar"
 ls -l "$out" "$out/images"

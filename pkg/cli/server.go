@@ -85,7 +85,7 @@ func (f *serverFlags) add(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.controllerArgs, "kube-controller-manager-arg", nil, "Extra kube-controller-manager flag as flag=value (repeatable)")
 	fs.StringArrayVar(&f.schedulerArgs, "kube-scheduler-arg", nil, "Extra kube-scheduler flag as flag=value (repeatable)")
 	fs.BoolVar(&f.disableAgent, "disable-agent", false, "Run only the control plane, no node agent")
-	fs.StringSliceVar(&f.disable, "disable", nil, "Add-ons not to deploy, and to remove if deployed: coredns, local-storage, servicelb (repeatable or comma-separated)")
+	fs.StringSliceVar(&f.disable, "disable", nil, "Add-ons not to deploy, and to remove if deployed: coredns, local-storage, metrics-server, servicelb (repeatable or comma-separated)")
 	fs.StringVar(&f.localStoragePath, "default-local-storage-path", "", "Directory for the local-path StorageClass's volumes (default: <data-dir>/storage)")
 	fs.StringVar(&f.nodeName, "node-name", "", "Name of this server's node (default: the host name)")
 	fs.StringVar(&f.nodeIP, "node-ip", "", "IP address of this server's node (default: the advertise address)")

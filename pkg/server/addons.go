@@ -29,7 +29,8 @@ type addonValues struct {
 
 // systemImages are the embedded images the add-ons run, by role.
 type systemImages struct {
-	CoreDNS string
+	CoreDNS       string
+	MetricsServer string
 }
 
 func newAddonValues(cfg *config.Server) (addonValues, error) {
@@ -49,6 +50,9 @@ func newAddonValues(cfg *config.Server) (addonValues, error) {
 		ClusterCIDR: cfg.ClusterCIDR.String(), ServiceCIDR: cfg.ServiceCIDR.String(),
 	}
 	if v.Images.CoreDNS, err = name("coredns.tar"); err != nil {
+		return v, err
+	}
+	if v.Images.MetricsServer, err = name("metrics-server.tar"); err != nil {
 		return v, err
 	}
 	return v, nil

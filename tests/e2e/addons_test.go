@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +37,7 @@ func TestAddons(t *testing.T) {
 	s := newServer(t, dataDir)
 	s.Agent = true
 	t.Cleanup(func() { killall(t, s) })
+	started := time.Now()
 	mustStart(t, s)
 	ctx := context.Background()
 	c := kubernetes.NewForConfigOrDie(mustRESTConfig(t, s))
@@ -44,6 +47,7 @@ func TestAddons(t *testing.T) {
 	t.Run("services and DNS", func(t *testing.T) { checkServices(t, ctx, c, s) })
 	t.Run("manifests directory", func(t *testing.T) { checkManifests(t, ctx, c, s) })
 	t.Run("local storage", func(t *testing.T) { checkLocalStorage(t, ctx, c, s) })
+	t.Run("kubectl top", func(t *testing.T) { checkTop(t, s, started) })
 
 	mustStop(t, s)
 	s.Args = append(s.Args, "--disable", "coredns")
@@ -318,5 +322,22 @@ func checkLocalStorage(t *testing.T, ctx context.Context, c kubernetes.Interface
 	})
 	if err != nil {
 		t.Errorf("deleting the claim left its volume or directory %s", dir)
+	}
+}
+
+// checkTop expects `kubectl top nodes` and `kubectl top pods -A` to print
+// figures within a minute of the server's start.
+func checkTop(t *testing.T, s *harness.Server, started time.Time) {
+	for _, args := range [][]string{{"top", "nodes"}, {"top", "pods", "-A"}} {
+		var out []byte
+		err := wait.PollUntilContextTimeout(context.Background(), time.Second, time.Until(started.Add(time.Minute)), true, func(context.Context) (bool, error) {
+			var err error
+			out, err = exec.Command(s.Bin, append([]string{"kubectl", "--kubeconfig", s.Kubeconfig()}, args...)...).CombinedOutput()
+			return err == nil && regexp.MustCompile(`\d+m\s+`).Match(out), nil
+		})
+		if err != nil {
+			t.Fatalf("kubectl %v gave no figures within a minute of start:\n%s", args, out)
+		}
+		t.Logf("kubectl %v after %s:\n%s", args, time.Since(started).Round(time.Second), out)
 	}
 }
