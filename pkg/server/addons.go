@@ -5,10 +5,12 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 
 	"github.com/skiff-dev/skiff/manifests"
 	"github.com/skiff-dev/skiff/pkg/config"
@@ -17,6 +19,9 @@ import (
 	"github.com/skiff-dev/skiff/pkg/payload"
 	"github.com/skiff-dev/skiff/pkg/servicelb"
 )
+
+// metricsServer is the metrics add-on's name.
+const metricsServer = "metrics-server"
 
 // addonValues are the fields the add-on templates in manifests/ use.
 type addonValues struct {
@@ -79,7 +84,15 @@ func runAddons(ctx context.Context, cfg *config.Server, kubeconfig string) error
 	if err != nil {
 		return err
 	}
-	if err := deploy.WriteEmbedded(cfg.ManifestsDir(), manifests.Files, values, cfg.Disable); err != nil {
+	disabled := cfg.Disable
+	if cfg.DisableAgent && !slices.Contains(disabled, metricsServer) {
+		// With no node, metrics-server never runs, and an aggregated API
+		// that never answers stalls discovery: namespaces could not be
+		// deleted. Nodes cannot join a server without an agent yet.
+		klog.InfoS("Not deploying metrics-server: this server runs no node (--disable-agent)")
+		disabled = append(slices.Clone(disabled), metricsServer)
+	}
+	if err := deploy.WriteEmbedded(cfg.ManifestsDir(), manifests.Files, values, disabled); err != nil {
 		return fmt.Errorf("writing add-on manifests to %s: %w", cfg.ManifestsDir(), err)
 	}
 	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
