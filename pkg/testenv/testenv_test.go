@@ -175,11 +175,12 @@ func TestOptions(t *testing.T) {
 	t.Run("controllers, feature gates and sqlite", func(t *testing.T) {
 		env := testenv.Start(t, testenv.WithSQLite(), testenv.WithControllers("*", "-garbage-collector-controller"),
 			testenv.WithFeatureGates(map[string]bool{"ComponentFlagz": true}))
-		logs := env.Logs()
+		// The controller-manager starts after the apiserver is ready, so its
+		// arguments reach the log a moment after Start returns.
 		for _, want := range []string{"--controllers=*,-garbage-collector-controller", "--feature-gates=ComponentFlagz=true"} {
-			if !strings.Contains(logs, want) {
-				t.Errorf("server log lacks %q", want)
-			}
+			poll(t, fmt.Sprintf("server log showing %q", want), 30*time.Second, func(context.Context) (bool, error) {
+				return strings.Contains(env.Logs(), want), nil
+			})
 		}
 		if _, err := os.Stat(env.Dir + "/data/server/db/state.db"); err != nil {
 			t.Errorf("WithSQLite: %v", err)
