@@ -1,0 +1,57 @@
+// Command skiff-ingress is the ingress add-on's program: Caddy serving the
+// cluster's Ingresses of one IngressClass (see package ingress).
+package main
+
+import (
+	"context"
+	"flag"
+	"os"
+	"os/signal"
+	"syscall"
+
+	// The Caddy modules the configuration uses: the HTTP server with its
+	// matchers and static responses, the reverse proxy, and TLS.
+	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	_ "github.com/caddyserver/caddy/v2/modules/caddytls"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
+
+	"github.com/skiff-dev/skiff/pkg/ingress"
+)
+
+func main() {
+	var opts ingress.Options
+	flag.StringVar(&opts.Class, "ingress-class", "caddy", "the IngressClass to serve")
+	flag.StringVar(&opts.Controller, "controller", "skiff.dev/ingress-caddy", "the spec.controller of that IngressClass")
+	flag.IntVar(&opts.Ports.HTTP, "http-port", 8080, "port Caddy serves HTTP on")
+	flag.IntVar(&opts.Ports.HTTPS, "https-port", 8443, "port Caddy serves HTTPS on")
+	flag.StringVar(&opts.PublishService, "publish-service", "", "namespace/name of the Service whose addresses go into the Ingresses' status")
+	flag.StringVar(&opts.StateDir, "state-dir", "/tmp/caddy", "where Caddy keeps its few files (writable)")
+	klog.InitFlags(nil)
+	flag.Parse()
+	klog.InfoS("Starting skiff-ingress", "args", os.Args[1:])
+	// Caddy's instance ID goes under XDG_DATA_HOME, the rest under
+	// --state-dir: keep both in the one writable place.
+	if os.Getenv("XDG_DATA_HOME") == "" {
+		_ = os.Setenv("XDG_DATA_HOME", opts.StateDir)
+	}
+
+	cfg, err := rest.InClusterConfig()
+	if err != nil {
+		klog.ErrorS(err, "skiff-ingress runs in a pod: no in-cluster configuration")
+		os.Exit(1)
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		klog.ErrorS(err, "Creating the Kubernetes client")
+		os.Exit(1)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := ingress.Run(ctx, client, opts); err != nil {
+		klog.ErrorS(err, "skiff-ingress failed")
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,230 @@
+package ingress
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+)
+
+const (
+	// resync rebuilds the configuration this often besides on changes.
+	resync = 5 * time.Minute
+	// settle lets a burst of changes (an Ingress and its Service applied
+	// together) become one reload.
+	settle = 200 * time.Millisecond
+
+	// defaultClassAnnotation marks the IngressClass that Ingresses without
+	// one get.
+	defaultClassAnnotation = "ingressclass.kubernetes.io/is-default-class"
+	// legacyClassAnnotation names the class on Ingresses older than
+	// spec.ingressClassName.
+	legacyClassAnnotation = "kubernetes.io/ingress.class"
+)
+
+// Options is the controller's configuration, from its command line.
+type Options struct {
+	// Class is the IngressClass this controller serves.
+	Class string
+	// Controller is the spec.controller an IngressClass must name for
+	// Class to be served.
+	Controller string
+	Ports      Ports
+	// PublishService (namespace/name) is the LoadBalancer Service in front
+	// of Caddy: its addresses become the Ingresses' status.
+	PublishService string
+	// StateDir is where Caddy keeps its few files.
+	StateDir string
+}
+
+// Run serves the cluster's Ingresses of opts.Class with Caddy until ctx ends.
+func Run(ctx context.Context, client kubernetes.Interface, opts Options) error {
+	factory := informers.NewSharedInformerFactory(client, resync)
+	// Only TLS Secrets matter; leave the others out of memory.
+	tlsSecrets := informers.NewSharedInformerFactoryWithOptions(client, resync,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = "type=" + string(corev1.SecretTypeTLS)
+		}))
+	ingresses := factory.Networking().V1().Ingresses()
+	classes := factory.Networking().V1().IngressClasses()
+	services := factory.Core().V1().Services()
+	secrets := tlsSecrets.Core().V1().Secrets()
+
+	changed := make(chan struct{}, 1)
+	poke := func(any) {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+	handler := cache.ResourceEventHandlerFuncs{AddFunc: poke, UpdateFunc: func(_, o any) { poke(o) }, DeleteFunc: poke}
+	for _, inf := range []cache.SharedIndexInformer{ingresses.Informer(), classes.Informer(), services.Informer(), secrets.Informer()} {
+		if _, err := inf.AddEventHandler(handler); err != nil {
+			return err
+		}
+	}
+
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
+	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "skiff-ingress"})
+
+	factory.Start(ctx.Done())
+	tlsSecrets.Start(ctx.Done())
+	defer factory.Shutdown()
+	defer tlsSecrets.Shutdown()
+	factory.WaitForCacheSync(ctx.Done())
+	tlsSecrets.WaitForCacheSync(ctx.Done())
+	defer func() {
+		if err := caddy.Stop(); err != nil {
+			klog.ErrorS(err, "Stopping Caddy")
+		}
+	}()
+
+	poke(nil) // serve (a 404 for everything) even before the first Ingress
+	var loaded []byte
+	reported := map[string]string{} // ingress key -> problems last reported
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		}
+		time.Sleep(settle)
+		select {
+		case <-changed:
+		default:
+		}
+
+		all, err := ingresses.Lister().List(labels.Everything())
+		if err != nil {
+			return err
+		}
+		defaultClass := false
+		if c, err := classes.Lister().Get(opts.Class); err == nil && c.Spec.Controller == opts.Controller {
+			defaultClass = c.Annotations[defaultClassAnnotation] == "true"
+		} else {
+			// Without its IngressClass the controller serves nothing, as
+			// the Ingress API asks; the add-on's manifest creates it.
+			klog.InfoS("IngressClass missing or of another controller: serving no Ingress", "class", opts.Class, "controller", opts.Controller)
+			all = nil
+		}
+		var ours []*networkingv1.Ingress
+		for _, ing := range all {
+			if serves(ing, opts.Class, defaultClass) {
+				ours = append(ours, ing)
+			}
+		}
+		cfg, problems := Build(Snapshot{
+			Ingresses: ours,
+			Service: func(ns, name string) *corev1.Service {
+				s, _ := services.Lister().Services(ns).Get(name)
+				return s
+			},
+			Secret: func(ns, name string) *corev1.Secret {
+				s, _ := secrets.Lister().Secrets(ns).Get(name)
+				return s
+			},
+		}, opts.Ports, opts.StateDir)
+		report(recorder, ours, problems, reported)
+
+		if !bytes.Equal(cfg, loaded) {
+			if err := caddy.Load(cfg, false); err != nil {
+				// Build only emits what Caddy accepts, so this is a bug
+				// or a port already taken: keep the last good one.
+				klog.ErrorS(err, "Caddy refused the configuration", "config", string(cfg))
+			} else {
+				loaded = cfg
+				klog.InfoS("Serving Ingresses", "count", len(ours), "problems", len(problems))
+			}
+		}
+		if err := publish(ctx, client, services.Lister(), opts.PublishService, ours); err != nil {
+			klog.InfoS("Updating Ingress status", "err", err)
+			go func() { time.Sleep(5 * time.Second); poke(nil) }()
+		}
+	}
+}
+
+// serves tells whether an Ingress belongs to this controller's class.
+func serves(ing *networkingv1.Ingress, class string, isDefault bool) bool {
+	if c := ing.Spec.IngressClassName; c != nil {
+		return *c == class
+	}
+	if c, ok := ing.Annotations[legacyClassAnnotation]; ok {
+		return c == class
+	}
+	return isDefault
+}
+
+// report records one Warning event per Ingress whose problems changed, and
+// logs them, so `kubectl describe ingress` says why a path answers 503.
+func report(recorder record.EventRecorder, ours []*networkingv1.Ingress, problems []Problem, reported map[string]string) {
+	now := map[string]string{}
+	byKey := map[string]*networkingv1.Ingress{}
+	for _, p := range problems {
+		key := p.Ingress.Namespace + "/" + p.Ingress.Name
+		now[key] += p.Reason + "; "
+		byKey[key] = p.Ingress
+	}
+	for key, text := range now {
+		if reported[key] != text {
+			klog.InfoS("Ingress not fully served", "ingress", key, "problems", text)
+			recorder.Event(byKey[key], corev1.EventTypeWarning, "IngressNotServed", text)
+		}
+	}
+	for _, ing := range ours {
+		key := ing.Namespace + "/" + ing.Name
+		if _, bad := now[key]; !bad && reported[key] != "" {
+			recorder.Event(ing, corev1.EventTypeNormal, "IngressServed", "every rule is served")
+		}
+	}
+	clear(reported)
+	for k, v := range now {
+		reported[k] = v
+	}
+}
+
+// publish copies the addresses of the Service in front of Caddy into every
+// served Ingress's status, so `kubectl get ingress` shows where it answers.
+func publish(ctx context.Context, client kubernetes.Interface, services corelisters.ServiceLister, publishService string, ours []*networkingv1.Ingress) error {
+	if publishService == "" {
+		return nil
+	}
+	ns, name, err := cache.SplitMetaNamespaceKey(publishService)
+	if err != nil {
+		return fmt.Errorf("--publish-service %q: %w", publishService, err)
+	}
+	var want []networkingv1.IngressLoadBalancerIngress
+	if svc, err := services.Services(ns).Get(name); err == nil {
+		for _, in := range svc.Status.LoadBalancer.Ingress {
+			want = append(want, networkingv1.IngressLoadBalancerIngress{IP: in.IP, Hostname: in.Hostname})
+		}
+	}
+	var firstErr error
+	for _, ing := range ours {
+		if apiequality.Semantic.DeepEqual(ing.Status.LoadBalancer.Ingress, want) {
+			continue
+		}
+		update := ing.DeepCopy()
+		update.Status.LoadBalancer.Ingress = want
+		if _, err := client.NetworkingV1().Ingresses(ing.Namespace).UpdateStatus(ctx, update, metav1.UpdateOptions{}); err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("ingress %s/%s: %w", ing.Namespace, ing.Name, err)
+		}
+	}
+	return firstErr
+}
