@@ -62,10 +62,19 @@ mkdir -p "$tmp/metrics-server"
 go run ./scripts/mkimage -name "localhost/skiff/metrics-server:$metrics" -rootfs "$tmp/metrics-server" \
 	-entrypoint /metrics-server -o "$tmp/metrics-server.tar"
 
+# skiff-ingress, the ingress add-on's image: Caddy configured from Ingresses,
+# from its own module (see pkg/ingress/go.mod).
+caddy=$(cd pkg/ingress && go list -m -f '{{.Version}}' github.com/caddyserver/caddy/v2)
+mkdir -p "$tmp/ingress"
+(cd pkg/ingress && CGO_ENABLED=0 go build -ldflags "-s -w" -o "$tmp/ingress/skiff-ingress" ./cmd/skiff-ingress)
+go run ./scripts/mkimage -name "localhost/skiff/ingress-caddy:$caddy" -rootfs "$tmp/ingress" \
+	-entrypoint /skiff-ingress -o "$tmp/ingress.tar"
+
 replace() { cmp -s "$1" "$2" || cp "$1" "$2"; }
 replace "$tmp/bin.tar.gz" "$out/bin.tar.gz"
 replace "$tmp/SHA256SUMS" "$out/SHA256SUMS"
 replace "$tmp/pause.tar" "$out/images/pause.tar"
 replace "$tmp/coredns.tar" "$out/images/coredns.tar"
 replace "$tmp/metrics-server.tar" "$out/images/metrics-server.tar"
+replace "$tmp/ingress.tar" "$out/images/ingress.tar"
 ls -l "$out" "$out/images"

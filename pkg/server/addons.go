@@ -36,6 +36,7 @@ type addonValues struct {
 type systemImages struct {
 	CoreDNS       string
 	MetricsServer string
+	Ingress       string
 }
 
 func newAddonValues(cfg *config.Server) (addonValues, error) {
@@ -58,6 +59,9 @@ func newAddonValues(cfg *config.Server) (addonValues, error) {
 		return v, err
 	}
 	if v.Images.MetricsServer, err = name("metrics-server.tar"); err != nil {
+		return v, err
+	}
+	if v.Images.Ingress, err = name("ingress.tar"); err != nil {
 		return v, err
 	}
 	return v, nil

@@ -117,7 +117,7 @@ func (s *settings) serverArgs(dataDir, configFile, kubeconfig string) []string {
 	args := []string{"server",
 		"--disable-agent",
 		// Like envtest: no cluster add-ons in the way of a test's objects.
-		"--disable", "coredns,local-storage,metrics-server,servicelb",
+		"--disable", "coredns,ingress,local-storage,metrics-server,servicelb",
 		"--config", configFile,
 		"--data-dir", dataDir,
 		"--write-kubeconfig", kubeconfig,

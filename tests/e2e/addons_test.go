@@ -25,7 +25,8 @@ import (
 
 // TestAddons checks what a fresh cluster offers out of the box: cluster DNS,
 // Services reachable from pods and from the host (ClusterIP, NodePort,
-// LoadBalancer on the node's address), and the manifests directory.
+// LoadBalancer on the node's address), Ingress on the node's ports 80 and
+// 443, local storage, metrics, and the manifests directory.
 func TestAddons(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the node agent needs root")
@@ -45,6 +46,7 @@ func TestAddons(t *testing.T) {
 	waitDeploymentAvailable(t, ctx, c, "kube-system", "coredns")
 
 	t.Run("services and DNS", func(t *testing.T) { checkServices(t, ctx, c, s) })
+	t.Run("ingress", func(t *testing.T) { checkIngress(t, ctx, c) })
 	t.Run("manifests directory", func(t *testing.T) { checkManifests(t, ctx, c, s) })
 	t.Run("local storage", func(t *testing.T) { checkLocalStorage(t, ctx, c, s) })
 	t.Run("kubectl top", func(t *testing.T) { checkTop(t, s, started) })
@@ -81,7 +83,8 @@ func checkServices(t *testing.T, ctx context.Context, c kubernetes.Interface, s 
 		t.Fatal(err)
 	}
 	labels := map[string]string{"app": "web"}
-	d := httpdDeployment("web", 2, labels, "sh", "-c", "echo web-ok > /var/www/index.html; exec busybox httpd -f -p 8080 -h /var/www")
+	d := httpdDeployment("web", 2, labels, "sh", "-c",
+		"echo web-ok > /var/www/index.html; mkdir /var/www/shop; echo shop-ok > /var/www/shop/index.html; exec busybox httpd -f -p 8080 -h /var/www")
 	if _, err := c.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
