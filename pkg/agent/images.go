@@ -116,7 +116,10 @@ func (im *importer) scan(ctx context.Context, dir string, seen, failed map[strin
 			seen[path] = key // settle for one scan
 			continue
 		}
-		if failed[path] == key {
+		im.mu.Lock() // imports of this scan record their failures meanwhile
+		skip := failed[path] == key
+		im.mu.Unlock()
+		if skip {
 			continue
 		}
 		g.Go(func() error {
