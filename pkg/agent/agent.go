@@ -122,7 +122,7 @@ func Start(ctx context.Context, cfg *config.Agent) (_ *Agent, err error) {
 	// The pause image must be there before the first pod sandbox; the
 	// other system images (CoreDNS) and user archives are imported beside
 	// the kubelet's start, which does not wait for them.
-	sandbox := map[string][]byte{sandboxArchive: embedded[sandboxArchive]}
+	sandbox := map[string]payload.Archive{sandboxArchive: embedded[sandboxArchive]}
 	delete(embedded, sandboxArchive)
 	if err := im.importEmbedded(ctx, sandbox); err != nil {
 		return nil, err

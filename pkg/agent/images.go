@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -21,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"k8s.io/klog/v2"
 
+	"github.com/skiff-dev/skiff/pkg/payload"
 	"github.com/skiff-dev/skiff/pkg/pki"
 )
 
@@ -62,16 +62,32 @@ func newImporter(client *containerd.Client, statePath string) *importer {
 }
 
 // importEmbedded imports the images carried in the binary, pinned.
-func (im *importer) importEmbedded(ctx context.Context, archives map[string][]byte) error {
+func (im *importer) importEmbedded(ctx context.Context, archives map[string]payload.Archive) error {
 	g, ctx := errgroup.WithContext(ctx)
-	for name, data := range archives {
+	for name, open := range archives {
 		g.Go(func() error {
-			sum := sha256.Sum256(data)
-			return im.importOnce(ctx, "embedded:"+name, hex.EncodeToString(sum[:]), true,
-				func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+			key, err := digest(open)
+			if err != nil {
+				return fmt.Errorf("embedded image %s: %w", name, err)
+			}
+			return im.importOnce(ctx, "embedded:"+name, key, true, open)
 		})
 	}
 	return g.Wait()
+}
+
+// digest is the sha256 of an archive's bytes, read as a stream.
+func digest(open payload.Archive) (string, error) {
+	r, err := open()
+	if err != nil {
+		return "", err
+	}
+	defer r.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, r); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // watchDir imports every archive in dir, and archives added or changed

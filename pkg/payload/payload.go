@@ -31,8 +31,13 @@ var embedded embed.FS
 // build` rather than `make build`).
 var ErrMissing = errors.New("this skiff binary carries no node payload; build it with `make build`, which runs scripts/build-payload.sh")
 
-// Images returns the embedded system images: file name → OCI archive.
-func Images() (map[string][]byte, error) {
+// Archive opens one embedded image archive for reading.
+type Archive func() (io.ReadCloser, error)
+
+// Images returns the embedded system images: file name → OCI archive. Each
+// reads straight from the binary's data: no archive is copied into memory
+// (embed.FS's ReadFile would copy each, tens of MB, at every start).
+func Images() (map[string]Archive, error) {
 	entries, err := fs.ReadDir(embedded, "data/images")
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, ErrMissing
@@ -40,16 +45,13 @@ func Images() (map[string][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	images := map[string][]byte{}
+	images := map[string]Archive{}
 	for _, e := range entries {
 		if !strings.HasSuffix(e.Name(), ".tar") {
 			continue
 		}
-		data, err := embedded.ReadFile(path.Join("data/images", e.Name()))
-		if err != nil {
-			return nil, err
-		}
-		images[e.Name()] = data
+		name := path.Join("data/images", e.Name())
+		images[e.Name()] = func() (io.ReadCloser, error) { return embedded.Open(name) }
 	}
 	if len(images) == 0 {
 		return nil, ErrMissing

@@ -2,6 +2,7 @@ package payload
 
 import (
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -33,8 +34,16 @@ func TestUnpackRepairsDamage(t *testing.T) {
 		t.Errorf("damaged runc not replaced: %d bytes", info.Size())
 	}
 	images, err := Images()
-	if err != nil || len(images["pause.tar"]) == 0 {
-		t.Errorf("embedded images: %v %v", len(images), err)
+	if err != nil || images["pause.tar"] == nil {
+		t.Fatalf("embedded images: %v %v", len(images), err)
+	}
+	r, err := images["pause.tar"]()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if n, err := io.Copy(io.Discard, r); err != nil || n == 0 {
+		t.Errorf("reading pause.tar: %d bytes, %v", n, err)
 	}
 }
 

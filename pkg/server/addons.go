@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"path/filepath"
@@ -45,7 +44,16 @@ func newAddonValues(cfg *config.Server) (addonValues, error) {
 		return addonValues{}, err
 	}
 	name := func(file string) (string, error) {
-		n, err := image.ArchiveName(bytes.NewReader(archives[file]))
+		open, ok := archives[file]
+		if !ok {
+			return "", fmt.Errorf("embedded image %s missing: rebuild skiff with `make build`", file)
+		}
+		r, err := open()
+		if err != nil {
+			return "", fmt.Errorf("embedded image %s: %w", file, err)
+		}
+		defer r.Close()
+		n, err := image.ArchiveName(r)
 		if err != nil {
 			return "", fmt.Errorf("embedded image %s: %w", file, err)
 		}
