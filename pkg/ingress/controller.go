@@ -17,8 +17,10 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	networkinglisters "k8s.io/client-go/listers/networking/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 )
 
@@ -60,20 +62,26 @@ func Run(ctx context.Context, client kubernetes.Interface, opts Options) error {
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.FieldSelector = "type=" + string(corev1.SecretTypeTLS)
 		}))
-	ingresses := factory.Networking().V1().Ingresses()
-	classes := factory.Networking().V1().IngressClasses()
-	services := factory.Core().V1().Services()
-	secrets := tlsSecrets.Core().V1().Secrets()
-
-	changed := make(chan struct{}, 1)
-	poke := func(any) {
-		select {
-		case changed <- struct{}{}:
-		default:
-		}
+	c := &controller{
+		client:    client,
+		opts:      opts,
+		ingresses: factory.Networking().V1().Ingresses().Lister(),
+		classes:   factory.Networking().V1().IngressClasses().Lister(),
+		services:  factory.Core().V1().Services().Lister(),
+		secrets:   tlsSecrets.Core().V1().Secrets().Lister(),
+		reported:  map[string]string{},
 	}
-	handler := cache.ResourceEventHandlerFuncs{AddFunc: poke, UpdateFunc: func(_, o any) { poke(o) }, DeleteFunc: poke}
-	for _, inf := range []cache.SharedIndexInformer{ingresses.Informer(), classes.Informer(), services.Informer(), secrets.Informer()} {
+
+	// Every change asks for one rebuild of the whole configuration: a
+	// queue of one key coalesces bursts and retries with backoff.
+	queue := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())
+	defer queue.ShutDown()
+	enqueue := func(any) { queue.AddAfter(syncKey, settle) }
+	handler := cache.ResourceEventHandlerFuncs{AddFunc: enqueue, UpdateFunc: func(_, o any) { enqueue(o) }, DeleteFunc: enqueue}
+	for _, inf := range []cache.SharedIndexInformer{
+		factory.Networking().V1().Ingresses().Informer(), factory.Networking().V1().IngressClasses().Informer(),
+		factory.Core().V1().Services().Informer(), tlsSecrets.Core().V1().Secrets().Informer(),
+	} {
 		if _, err := inf.AddEventHandler(handler); err != nil {
 			return err
 		}
@@ -82,7 +90,7 @@ func Run(ctx context.Context, client kubernetes.Interface, opts Options) error {
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
 	defer broadcaster.Shutdown()
-	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "skiff-ingress"})
+	c.recorder = broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "skiff-ingress"})
 
 	factory.Start(ctx.Done())
 	tlsSecrets.Start(ctx.Done())
@@ -96,68 +104,86 @@ func Run(ctx context.Context, client kubernetes.Interface, opts Options) error {
 		}
 	}()
 
-	poke(nil) // serve (a 404 for everything) even before the first Ingress
-	var loaded []byte
-	reported := map[string]string{} // ingress key -> problems last reported
+	go func() {
+		<-ctx.Done()
+		queue.ShutDown()
+	}()
+	queue.Add(syncKey) // serve (a 404 for everything) even before the first Ingress
 	for {
-		select {
-		case <-ctx.Done():
+		key, shutdown := queue.Get()
+		if shutdown {
 			return nil
-		case <-changed:
 		}
-		time.Sleep(settle)
-		select {
-		case <-changed:
-		default:
-		}
-
-		all, err := ingresses.Lister().List(labels.Everything())
-		if err != nil {
-			return err
-		}
-		defaultClass := false
-		if c, err := classes.Lister().Get(opts.Class); err == nil && c.Spec.Controller == opts.Controller {
-			defaultClass = c.Annotations[defaultClassAnnotation] == "true"
+		if err := c.sync(ctx); err != nil {
+			klog.InfoS("Syncing Ingresses; will retry", "err", err)
+			queue.AddRateLimited(key)
 		} else {
-			// Without its IngressClass the controller serves nothing, as
-			// the Ingress API asks; the add-on's manifest creates it.
-			klog.InfoS("IngressClass missing or of another controller: serving no Ingress", "class", opts.Class, "controller", opts.Controller)
-			all = nil
+			queue.Forget(key)
 		}
-		var ours []*networkingv1.Ingress
-		for _, ing := range all {
-			if serves(ing, opts.Class, defaultClass) {
-				ours = append(ours, ing)
-			}
-		}
-		cfg, problems := Build(Snapshot{
-			Ingresses: ours,
-			Service: func(ns, name string) *corev1.Service {
-				s, _ := services.Lister().Services(ns).Get(name)
-				return s
-			},
-			Secret: func(ns, name string) *corev1.Secret {
-				s, _ := secrets.Lister().Secrets(ns).Get(name)
-				return s
-			},
-		}, opts.Ports, opts.StateDir)
-		report(recorder, ours, problems, reported)
+		queue.Done(key)
+	}
+}
 
-		if !bytes.Equal(cfg, loaded) {
-			if err := caddy.Load(cfg, false); err != nil {
-				// Build only emits what Caddy accepts, so this is a bug
-				// or a port already taken: keep the last good one.
-				klog.ErrorS(err, "Caddy refused the configuration", "config", string(cfg))
-			} else {
-				loaded = cfg
-				klog.InfoS("Serving Ingresses", "count", len(ours), "problems", len(problems))
-			}
-		}
-		if err := publish(ctx, client, services.Lister(), opts.PublishService, ours); err != nil {
-			klog.InfoS("Updating Ingress status", "err", err)
-			go func() { time.Sleep(5 * time.Second); poke(nil) }()
+// syncKey is the queue's one key: the whole configuration.
+const syncKey = "ingresses"
+
+type controller struct {
+	client    kubernetes.Interface
+	opts      Options
+	ingresses networkinglisters.IngressLister
+	classes   networkinglisters.IngressClassLister
+	services  corelisters.ServiceLister
+	secrets   corelisters.SecretLister
+	recorder  record.EventRecorder
+
+	loaded   []byte            // the configuration Caddy runs
+	reported map[string]string // ingress key -> problems last reported
+}
+
+// sync rebuilds Caddy's configuration from the caches, reloads Caddy if it
+// changed, and publishes the served Ingresses' status.
+func (c *controller) sync(ctx context.Context) error {
+	all, err := c.ingresses.List(labels.Everything())
+	if err != nil {
+		return err
+	}
+	defaultClass := false
+	if class, err := c.classes.Get(c.opts.Class); err == nil && class.Spec.Controller == c.opts.Controller {
+		defaultClass = class.Annotations[defaultClassAnnotation] == "true"
+	} else {
+		// Without its IngressClass the controller serves nothing, as the
+		// Ingress API asks; the add-on's manifest creates it.
+		klog.InfoS("IngressClass missing or of another controller: serving no Ingress", "class", c.opts.Class, "controller", c.opts.Controller)
+		all = nil
+	}
+	var ours []*networkingv1.Ingress
+	for _, ing := range all {
+		if serves(ing, c.opts.Class, defaultClass) {
+			ours = append(ours, ing)
 		}
 	}
+	cfg, problems := Build(Snapshot{
+		Ingresses: ours,
+		Service: func(ns, name string) *corev1.Service {
+			s, _ := c.services.Services(ns).Get(name)
+			return s
+		},
+		Secret: func(ns, name string) *corev1.Secret {
+			s, _ := c.secrets.Secrets(ns).Get(name)
+			return s
+		},
+	}, c.opts.Ports, c.opts.StateDir)
+	report(c.recorder, ours, problems, c.reported)
+
+	if !bytes.Equal(cfg, c.loaded) {
+		// The configuration holds TLS keys: it is never logged.
+		if err := caddy.Load(cfg, false); err != nil {
+			return fmt.Errorf("caddy refused the configuration (a port taken?): %w", err)
+		}
+		c.loaded = cfg
+		klog.InfoS("Serving Ingresses", "count", len(ours), "problems", len(problems))
+	}
+	return publish(ctx, c.client, c.services, c.opts.PublishService, ours)
 }
 
 // serves tells whether an Ingress belongs to this controller's class.
