@@ -12,7 +12,9 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
+	"google.golang.org/grpc"
 	"k8s.io/apimachinery/pkg/util/wait"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
 	"github.com/skiff-dev/skiff/pkg/config"
@@ -28,8 +30,8 @@ type containerdProcess struct {
 }
 
 // startContainerd starts containerd with the rendered config and waits until
-// its socket answers. binDir goes first on its PATH, so containerd finds the
-// runc shim and the shim finds runc.
+// its socket and its CRI answer. binDir goes first on its PATH, so containerd
+// finds the runc shim and the shim finds runc.
 //
 // containerd gets SIGKILL if skiff dies (Pdeathsig), but the shims it starts
 // run in sessions of their own: containers keep running while skiff and
@@ -91,7 +93,16 @@ func (p *containerdProcess) waitReady(ctx context.Context, socket, logPath strin
 			return false, nil
 		}
 		defer client.Close()
-		_, lastErr = client.Server(ctx)
+		if _, lastErr = client.Server(ctx); lastErr != nil {
+			return false, nil
+		}
+		// containerd answers before its CRI plugin has initialised, and
+		// the kubelet gives up at once if the CRI does not answer.
+		conn, ok := client.Conn().(*grpc.ClientConn)
+		if !ok {
+			return false, fmt.Errorf("containerd client: unexpected connection type %T", client.Conn())
+		}
+		_, lastErr = runtimeapi.NewRuntimeServiceClient(conn).Version(ctx, &runtimeapi.VersionRequest{})
 		return lastErr == nil, nil
 	})
 	if err != nil && lastErr != nil && ctx.Err() != nil {
