@@ -23,15 +23,15 @@ const podBatch = 30
 
 type agentRun struct {
 	nodeReady, firstPod, batch, dns time.Duration
-	idle, batchMem, shims           harness.Memory
+	idle, batchMem                  harness.NodeMemory
 }
 
 // benchAgent times `skiff server` with its node agent: start to node Ready
 // (empty and existing data dir), to the first pod Running, and 30 pods to
-// Running; and the memory of skiff, its containerd and the runc shims, idle
-// and with 30 pods. Everything is removed with skiff-killall.sh after each
+// Running; and the memory of skiff with its containerd, the runc shims and
+// the containers (the add-ons', then the pods' too), idle and with 30 pods. Everything is removed with skiff-killall.sh after each
 // run.
-func benchAgent(runs int, idle time.Duration) error {
+func benchAgent(runs int, idle time.Duration, serverArgs []string) error {
 	bin, err := harness.Binary()
 	if err != nil {
 		return err
@@ -47,7 +47,7 @@ func benchAgent(runs int, idle time.Duration) error {
 	}
 	var empty, existing []agentRun
 	for i := range runs {
-		r, err := agentOnce(bin, filepath.Join(root, fmt.Sprintf("empty-%d", i)), busybox, 0)
+		r, err := agentOnce(bin, filepath.Join(root, fmt.Sprintf("empty-%d", i)), busybox, 0, serverArgs)
 		if err != nil {
 			return err
 		}
@@ -55,17 +55,17 @@ func benchAgent(runs int, idle time.Duration) error {
 		fmt.Printf("run %d, empty data dir: node Ready %s, first pod Running %s, DNS answers in a pod %s, %d pods Running in %s\n", i+1, r.nodeReady, r.firstPod, r.dns, podBatch, r.batch)
 	}
 	dir := filepath.Join(root, "existing")
-	if _, err := agentOnce(bin, dir, busybox, 0); err != nil {
+	if _, err := agentOnce(bin, dir, busybox, 0, serverArgs); err != nil {
 		return err
 	}
 	for i := range runs {
-		r, err := agentOnce(bin, dir, busybox, idle)
+		r, err := agentOnce(bin, dir, busybox, idle, serverArgs)
 		if err != nil {
 			return err
 		}
 		existing = append(existing, r)
-		fmt.Printf("run %d, existing data dir: node Ready %s, idle PSS %s (RSS %s), with %d pods PSS %s (RSS %s), shims PSS %s (RSS %s)\n",
-			i+1, r.nodeReady, mib(r.idle.PSS), mib(r.idle.RSS), podBatch, mib(r.batchMem.PSS), mib(r.batchMem.RSS), mib(r.shims.PSS), mib(r.shims.RSS))
+		fmt.Printf("run %d, existing data dir: node Ready %s, idle whole tree PSS %s (RSS %s), with %d pods PSS %s (RSS %s)\n",
+			i+1, r.nodeReady, mib(r.idle.Total().PSS), mib(r.idle.Total().RSS), podBatch, mib(r.batchMem.Total().PSS), mib(r.batchMem.Total().RSS))
 	}
 	pick := func(rs []agentRun, f func(agentRun) time.Duration) []time.Duration {
 		var out []time.Duration
@@ -87,16 +87,28 @@ func benchAgent(runs int, idle time.Duration) error {
 	fmt.Printf("  start to first pod Running, empty data dir: %s\n", spread(pick(empty, func(r agentRun) time.Duration { return r.firstPod })))
 	fmt.Printf("  start to DNS answering in a pod, empty:     %s\n", spread(pick(empty, func(r agentRun) time.Duration { return r.dns })))
 	fmt.Printf("  %d pods created to all Running:             %s\n", podBatch, spread(pick(append(empty, existing...), func(r agentRun) time.Duration { return r.batch })))
-	fmt.Printf("  skiff+containerd, idle %s after Ready:  PSS %s, RSS %s\n", idle, bytes(existing, func(r agentRun) int64 { return r.idle.PSS }), bytes(existing, func(r agentRun) int64 { return r.idle.RSS }))
-	fmt.Printf("  skiff+containerd, %d pods:               PSS %s, RSS %s\n", podBatch, bytes(existing, func(r agentRun) int64 { return r.batchMem.PSS }), bytes(existing, func(r agentRun) int64 { return r.batchMem.RSS }))
-	fmt.Printf("  the %d runc shims:                       PSS %s, RSS %s\n", podBatch+1, bytes(existing, func(r agentRun) int64 { return r.shims.PSS }), bytes(existing, func(r agentRun) int64 { return r.shims.RSS }))
+	memory := func(what string, part func(harness.NodeMemory) harness.Memory) {
+		for _, at := range []struct {
+			when string
+			m    func(agentRun) harness.NodeMemory
+		}{{"idle " + idle.String() + " after Ready", func(r agentRun) harness.NodeMemory { return r.idle }},
+			{fmt.Sprintf("with %d pods", podBatch), func(r agentRun) harness.NodeMemory { return r.batchMem }}} {
+			fmt.Printf("  %-28s %-17s PSS %s, RSS %s\n", what+",", at.when+":",
+				bytes(existing, func(r agentRun) int64 { return part(at.m(r)).PSS }),
+				bytes(existing, func(r agentRun) int64 { return part(at.m(r)).RSS }))
+		}
+	}
+	memory("skiff+containerd", func(m harness.NodeMemory) harness.Memory { return m.Skiff })
+	memory("runc shims", func(m harness.NodeMemory) harness.Memory { return m.Shims })
+	memory("containers (add-ons, pods)", func(m harness.NodeMemory) harness.Memory { return m.Containers })
+	memory("whole tree", harness.NodeMemory.Total)
 	fmt.Println("  (PSS counts pages shared between processes, such as the skiff binary's code that the server and its containerd both map, once; RSS counts them in each process)")
 	return nil
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
 
-func agentOnce(bin, dataDir, busybox string, idle time.Duration) (r agentRun, err error) {
+func agentOnce(bin, dataDir, busybox string, idle time.Duration, serverArgs []string) (r agentRun, err error) {
 	images := filepath.Join(dataDir, "agent", "images")
 	if err := os.MkdirAll(images, 0o755); err != nil {
 		return r, err
@@ -109,8 +121,16 @@ func agentOnce(bin, dataDir, busybox string, idle time.Duration) (r agentRun, er
 		return r, err
 	}
 	s.Agent = true
+	s.Args = append(s.Args, serverArgs...)
 	defer func() {
 		s.Kill()
+		if err != nil {
+			// The data dir goes with the bench: keep the server's log.
+			kept := filepath.Join(os.TempDir(), "skiff-bench-failed-"+filepath.Base(dataDir)+".log")
+			if b, rerr := os.ReadFile(s.LogPath); rerr == nil && os.WriteFile(kept, b, 0o600) == nil {
+				err = fmt.Errorf("%w; server log in %s", err, kept)
+			}
+		}
 		if kerr := harness.Killall(dataDir); kerr != nil && err == nil {
 			err = kerr
 		}
@@ -144,32 +164,32 @@ func agentOnce(bin, dataDir, busybox string, idle time.Duration) (r agentRun, er
 		dnsDone <- answered{time.Since(start), err}
 	}()
 	if err := waitNode(ctx, c, start); err != nil {
-		return r, fmt.Errorf("%w; see %s", err, s.LogPath)
+		return r, fmt.Errorf("node Ready: %w", err)
 	}
 	r.nodeReady = time.Since(start)
 	if idle > 0 {
 		time.Sleep(idle)
-		if r.idle, _, err = harness.TreeMemory(s.Pid(), dataDir); err != nil {
+		if r.idle, err = harness.TreeMemory(s.Pid(), dataDir); err != nil {
 			return r, err
 		}
 	}
 	if err := runPods(ctx, c, "first", 1); err != nil {
-		return r, fmt.Errorf("%w; see %s", err, s.LogPath)
+		return r, fmt.Errorf("first pod: %w", err)
 	}
 	r.firstPod = time.Since(start)
 	dns := <-dnsDone
 	if dns.err != nil {
-		return r, fmt.Errorf("DNS probe: %w; see %s", dns.err, s.LogPath)
+		return r, fmt.Errorf("DNS probe: %w", dns.err)
 	}
 	r.dns = dns.after
 	batchStart := time.Now()
 	if err := runPods(ctx, c, "batch", podBatch); err != nil {
-		return r, fmt.Errorf("%w; see %s", err, s.LogPath)
+		return r, fmt.Errorf("%d pods: %w", podBatch, err)
 	}
 	r.batch = time.Since(batchStart)
 	if idle > 0 {
 		time.Sleep(idle / 2)
-		if r.batchMem, r.shims, err = harness.TreeMemory(s.Pid(), dataDir); err != nil {
+		if r.batchMem, err = harness.TreeMemory(s.Pid(), dataDir); err != nil {
 			return r, err
 		}
 	}
@@ -178,7 +198,7 @@ func agentOnce(bin, dataDir, busybox string, idle time.Duration) (r agentRun, er
 		return r, err
 	}
 	if _, err := s.Stop(time.Minute); err != nil {
-		return r, fmt.Errorf("stop: %w; see %s", err, s.LogPath)
+		return r, fmt.Errorf("stop: %w", err)
 	}
 	return r, nil
 }

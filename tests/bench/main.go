@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/skiff-dev/skiff/tests/harness"
@@ -21,6 +22,7 @@ func main() {
 	suite := flag.String("suite", "all", "controlplane, testenv, agent or all")
 	agentRuns := flag.Int("agent-runs", 3, "runs per node agent figure")
 	testenvRuns := flag.Int("testenv-runs", 10, "runs per testenv figure")
+	agentArgs := flag.String("agent-server-args", "", "extra `skiff server` arguments for the agent suite, space-separated (e.g. --disable=ingress)")
 	toolDir := flag.String("tools", "bin/bench", "where the envtest comparison's etcd and kube-apiserver are built")
 	flag.Parse()
 	if *bin != "" {
@@ -34,7 +36,7 @@ func main() {
 		err = benchTestenv(*testenvRuns, *toolDir)
 	}
 	if err == nil && (*suite == "agent" || *suite == "all") {
-		err = benchAgent(*agentRuns, *idle)
+		err = benchAgent(*agentRuns, *idle, strings.Fields(*agentArgs))
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)

@@ -73,34 +73,49 @@ type Memory struct {
 	RSS, PSS int64
 }
 
-// TreeMemory is the memory of pid and every process below it (skiff and
-// its containerd), and of the runc shims started from dataDir's payload,
-// which run in sessions of their own; pods' own processes are not counted.
-func TreeMemory(pid int, dataDir string) (tree, shims Memory, err error) {
+// NodeMemory is a node's memory by part: skiff (pid and every process below
+// it, which includes its containerd), the runc shims started from the data
+// dir's payload (they run in sessions of their own), and the containers'
+// processes below those shims (the add-ons' and the pods').
+type NodeMemory struct {
+	Skiff, Shims, Containers Memory
+}
+
+// Total is the whole tree's memory.
+func (m NodeMemory) Total() Memory {
+	return Memory{RSS: m.Skiff.RSS + m.Shims.RSS + m.Containers.RSS, PSS: m.Skiff.PSS + m.Shims.PSS + m.Containers.PSS}
+}
+
+// TreeMemory measures the node that skiff server pid runs from dataDir.
+func TreeMemory(pid int, dataDir string) (m NodeMemory, err error) {
 	procs, err := processes()
 	if err != nil {
-		return tree, shims, err
+		return m, err
 	}
-	keep := map[int]bool{pid: true}
+	payload := filepath.Join(dataDir, "data") + "/"
+	part := map[int]*Memory{pid: &m.Skiff}
+	for p, info := range procs {
+		if strings.HasPrefix(info.exe, payload) && strings.Contains(info.exe, "containerd-shim") {
+			part[p] = &m.Shims
+		}
+	}
+	// Everything below skiff is skiff's; everything below a shim is a
+	// container's.
 	for changed := true; changed; {
 		changed = false
 		for p, info := range procs {
-			if !keep[p] && keep[info.ppid] {
-				keep[p], changed = true, true
+			if part[p] != nil || part[info.ppid] == nil {
+				continue
 			}
+			if part[info.ppid] == &m.Skiff {
+				part[p] = &m.Skiff
+			} else {
+				part[p] = &m.Containers
+			}
+			changed = true
 		}
 	}
-	payload := filepath.Join(dataDir, "data") + "/"
-	for p, info := range procs {
-		var into *Memory
-		switch {
-		case keep[p]:
-			into = &tree
-		case strings.HasPrefix(info.exe, payload) && strings.Contains(info.exe, "containerd-shim"):
-			into = &shims
-		default:
-			continue
-		}
+	for p, into := range part {
 		rss, err := RSSOf(p)
 		if err != nil {
 			continue // gone meanwhile
@@ -112,7 +127,7 @@ func TreeMemory(pid int, dataDir string) (tree, shims Memory, err error) {
 		into.RSS += rss
 		into.PSS += pss
 	}
-	return tree, shims, nil
+	return m, nil
 }
 
 // pssOf reads a process's proportional set size from smaps_rollup.
