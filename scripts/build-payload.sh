@@ -14,7 +14,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/bin" "$out/images"
 
-ver() { (cd scripts/payload && go list -m -f '{{.Version}}' "$1"); }
+ver() { (cd "$root/scripts/payload" && go list -m -f '{{.Version}}' "$1"); }
 
 # runc checks seccomp profiles, which the kubelet always asks for, so it needs
 # libseccomp (cgo) and is linked statically to run on any host.
