@@ -70,6 +70,10 @@ mkdir -p "$tmp/ingress"
 go run ./scripts/mkimage -name "localhost/skiff/ingress-caddy:$caddy" -rootfs "$tmp/ingress" \
 	-entrypoint /skiff-ingress -o "$tmp/ingress.tar"
 
+# The images' digests, so the agent knows each one's content at start
+# without reading it.
+(cd "$tmp" && sha256sum pause.tar coredns.tar metrics-server.tar ingress.tar) > "$tmp/images.sums"
+
 replace() { cmp -s "$1" "$2" || cp "$1" "$2"; }
 replace "$tmp/bin.tar.gz" "$out/bin.tar.gz"
 replace "$tmp/SHA256SUMS" "$out/SHA256SUMS"
@@ -77,4 +81,5 @@ replace "$tmp/pause.tar" "$out/images/pause.tar"
 replace "$tmp/coredns.tar" "$out/images/coredns.tar"
 replace "$tmp/metrics-server.tar" "$out/images/metrics-server.tar"
 replace "$tmp/ingress.tar" "$out/images/ingress.tar"
+replace "$tmp/images.sums" "$out/images/SHA256SUMS"
 ls -l "$out" "$out/images"

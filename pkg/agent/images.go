@@ -2,8 +2,6 @@ package agent
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -64,30 +62,10 @@ func newImporter(client *containerd.Client, statePath string) *importer {
 // importEmbedded imports the images carried in the binary, pinned.
 func (im *importer) importEmbedded(ctx context.Context, archives map[string]payload.Archive) error {
 	g, ctx := errgroup.WithContext(ctx)
-	for name, open := range archives {
-		g.Go(func() error {
-			key, err := digest(open)
-			if err != nil {
-				return fmt.Errorf("embedded image %s: %w", name, err)
-			}
-			return im.importOnce(ctx, "embedded:"+name, key, true, open)
-		})
+	for name, a := range archives {
+		g.Go(func() error { return im.importOnce(ctx, "embedded:"+name, a.Digest, true, a.Open) })
 	}
 	return g.Wait()
-}
-
-// digest is the sha256 of an archive's bytes, read as a stream.
-func digest(open payload.Archive) (string, error) {
-	r, err := open()
-	if err != nil {
-		return "", err
-	}
-	defer r.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, r); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // watchDir imports every archive in dir, and archives added or changed

@@ -31,12 +31,17 @@ var embedded embed.FS
 // build` rather than `make build`).
 var ErrMissing = errors.New("this skiff binary carries no node payload; build it with `make build`, which runs scripts/build-payload.sh")
 
-// Archive opens one embedded image archive for reading.
-type Archive func() (io.ReadCloser, error)
+// Archive is one embedded image archive.
+type Archive struct {
+	// Digest is the archive's sha256, recorded at build time, so that
+	// whether it was imported already is known without reading it.
+	Digest string
+	// Open reads the archive straight from the binary's data: no archive
+	// is copied into memory (embed.FS's ReadFile would copy each).
+	Open func() (io.ReadCloser, error)
+}
 
-// Images returns the embedded system images: file name → OCI archive. Each
-// reads straight from the binary's data: no archive is copied into memory
-// (embed.FS's ReadFile would copy each, tens of MB, at every start).
+// Images returns the embedded system images by file name.
 func Images() (map[string]Archive, error) {
 	entries, err := fs.ReadDir(embedded, "data/images")
 	if errors.Is(err, fs.ErrNotExist) {
@@ -45,13 +50,25 @@ func Images() (map[string]Archive, error) {
 	if err != nil {
 		return nil, err
 	}
+	sumsFile, err := embedded.ReadFile("data/images/SHA256SUMS")
+	if err != nil {
+		return nil, fmt.Errorf("%w (no image SHA256SUMS: %v)", ErrMissing, err)
+	}
+	sums, err := parseSums(sumsFile)
+	if err != nil {
+		return nil, fmt.Errorf("embedded images: %w", err)
+	}
 	images := map[string]Archive{}
 	for _, e := range entries {
 		if !strings.HasSuffix(e.Name(), ".tar") {
 			continue
 		}
+		digest, ok := sums[e.Name()]
+		if !ok {
+			return nil, fmt.Errorf("embedded image %s is not in the images' SHA256SUMS: rebuild skiff with `make build`", e.Name())
+		}
 		name := path.Join("data/images", e.Name())
-		images[e.Name()] = func() (io.ReadCloser, error) { return embedded.Open(name) }
+		images[e.Name()] = Archive{Digest: digest, Open: func() (io.ReadCloser, error) { return embedded.Open(name) }}
 	}
 	if len(images) == 0 {
 		return nil, ErrMissing

@@ -1,6 +1,8 @@
 package payload
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"os"
@@ -34,16 +36,24 @@ func TestUnpackRepairsDamage(t *testing.T) {
 		t.Errorf("damaged runc not replaced: %d bytes", info.Size())
 	}
 	images, err := Images()
-	if err != nil || images["pause.tar"] == nil {
+	if err != nil || images["pause.tar"].Open == nil {
 		t.Fatalf("embedded images: %v %v", len(images), err)
 	}
-	r, err := images["pause.tar"]()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	if n, err := io.Copy(io.Discard, r); err != nil || n == 0 {
-		t.Errorf("reading pause.tar: %d bytes, %v", n, err)
+	// Each recorded digest is that of the bytes Open reads.
+	for name, a := range images {
+		r, err := a.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := sha256.New()
+		n, err := io.Copy(h, r)
+		r.Close()
+		if err != nil || n == 0 {
+			t.Errorf("reading %s: %d bytes, %v", name, n, err)
+		}
+		if got := hex.EncodeToString(h.Sum(nil)); got != a.Digest {
+			t.Errorf("%s: read sha256 %s, recorded %s", name, got, a.Digest)
+		}
 	}
 }
 

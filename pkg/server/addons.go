@@ -44,11 +44,11 @@ func newAddonValues(cfg *config.Server) (addonValues, error) {
 		return addonValues{}, err
 	}
 	name := func(file string) (string, error) {
-		open, ok := archives[file]
+		a, ok := archives[file]
 		if !ok {
 			return "", fmt.Errorf("embedded image %s missing: rebuild skiff with `make build`", file)
 		}
-		r, err := open()
+		r, err := a.Open()
 		if err != nil {
 			return "", fmt.Errorf("embedded image %s: %w", file, err)
 		}
