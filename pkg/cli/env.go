@@ -12,8 +12,12 @@ import (
 // SKIFF_DATA_DIR, as k3s has K3S_DATA_DIR and the like.
 const EnvPrefix = "SKIFF_"
 
-// envName is the environment variable for a flag.
+// envName is the environment variable for a flag. The config file's is
+// SKIFF_CONFIG_FILE, as k3s's is K3S_CONFIG_FILE.
 func envName(flag string) string {
+	if flag == "config" {
+		return EnvPrefix + "CONFIG_FILE"
+	}
 	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 

@@ -44,3 +44,15 @@ func TestBadEnvironmentValueNamesTheVariable(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 }
+
+func TestConfigFileVariableIsK3sStyle(t *testing.T) {
+	path := writeFile(t, "cluster-domain: file.local\n")
+	t.Setenv("SKIFF_CONFIG_FILE", path)
+	f, fs := parsedServerFlags(t)
+	if err := applyEnv(fs, origins{}); err != nil {
+		t.Fatal(err)
+	}
+	if f.configFile != path || !fs.Changed("config") {
+		t.Errorf("SKIFF_CONFIG_FILE did not set --config: %q", f.configFile)
+	}
+}
