@@ -1,6 +1,7 @@
 // Command skiff is the one binary of the skiff Kubernetes distribution. It
 // only dispatches: by the name it was called with (a `kubectl` symlink runs
-// kubectl, a `ctr` symlink ctr), else to its subcommands.
+// kubectl, a `ctr` or `crictl` symlink that subcommand), else to its
+// subcommands.
 package main
 
 import (
@@ -14,8 +15,8 @@ func main() {
 	switch filepath.Base(os.Args[0]) {
 	case "kubectl":
 		os.Exit(cli.RunKubectl(os.Args[1:]))
-	case "ctr":
-		os.Exit(cli.Execute(append([]string{"ctr"}, os.Args[1:]...)))
+	case "ctr", "crictl":
+		os.Exit(cli.Execute(append([]string{filepath.Base(os.Args[0])}, os.Args[1:]...)))
 	}
 	os.Exit(cli.Execute(os.Args[1:]))
 }

@@ -179,6 +179,19 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	}
 	klog.InfoS("skiff server is ready", "after", time.Since(start).Round(time.Millisecond), "kubeconfig", cfg.WriteKubeconfig)
 
+	// A service manager hears "ready" when the whole node is: with an
+	// agent, once its Node is Ready (what install.sh waits for too).
+	if agentCfg != nil {
+		if err := waitNodeReady(ctx, adminKubeconfig, agentCfg.NodeName, failed); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		klog.InfoS("This node is Ready", "node", agentCfg.NodeName, "after", time.Since(start).Round(time.Millisecond))
+	}
+	notifyReady()
+
 	select {
 	case <-ctx.Done():
 		klog.InfoS("Shutting down skiff server")

@@ -6,6 +6,7 @@ package version
 
 import (
 	"fmt"
+	"runtime"
 
 	kversion "k8s.io/component-base/version"
 )
@@ -22,7 +23,8 @@ func Kubernetes() string {
 	return kversion.Get().GitVersion
 }
 
-// String is what `skiff --version` prints.
+// String is what `skiff --version` prints, with the platform the binary was
+// built for (a release has one per architecture).
 func String() string {
-	return fmt.Sprintf("skiff version %s (%s)\nkubernetes %s\n", Version, GitCommit, Kubernetes())
+	return fmt.Sprintf("skiff version %s (%s) %s/%s\nkubernetes %s\n", Version, GitCommit, runtime.GOOS, runtime.GOARCH, Kubernetes())
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -38,11 +39,13 @@ func TestAgent(t *testing.T) {
 	}
 	s := newServer(t, dataDir)
 	s.Agent = true
+	notified := listenNotify(t, s)
 	t.Cleanup(func() { killall(t, s) })
 	mustStart(t, s)
 	ctx := context.Background()
 	c := kubernetes.NewForConfigOrDie(mustRESTConfig(t, s))
 	node := waitNodeReady(t, ctx, c, time.Time{})
+	checkNotifiedReady(t, ctx, c, notified, node)
 
 	pod := runHTTPPod(t, ctx, c)
 	checkCrictl(t, s)
@@ -75,6 +78,56 @@ func TestAgent(t *testing.T) {
 		t.Errorf("busybox.tar imported %d times over two starts, want once", n)
 	}
 	t.Logf("node %s: pod %s kept IP %s and container across a restart", node, pod.Name, after.Status.PodIP)
+}
+
+// listenNotify gives the server a $NOTIFY_SOCKET, as systemd gives a
+// Type=notify service; the channel gets the time READY=1 arrived.
+func listenNotify(t *testing.T, s *harness.Server) <-chan time.Time {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	s.Env = append(s.Env, "NOTIFY_SOCKET="+path)
+	ready := make(chan time.Time, 1)
+	go func() {
+		buf := make([]byte, 256)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			if string(buf[:n]) == "READY=1" {
+				ready <- time.Now()
+				return
+			}
+		}
+	}()
+	return ready
+}
+
+// checkNotifiedReady expects READY=1 on the notify socket, sent once the
+// node was Ready: install.sh's systemd unit is ready then.
+func checkNotifiedReady(t *testing.T, ctx context.Context, c kubernetes.Interface, ready <-chan time.Time, node string) {
+	t.Helper()
+	var at time.Time
+	select {
+	case at = <-ready:
+	case <-time.After(time.Minute):
+		t.Fatal("no READY=1 on $NOTIFY_SOCKET within a minute of the node being Ready")
+	}
+	got, err := c.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cond := range got.Status.Conditions {
+		// The condition's time has whole seconds.
+		if cond.Type == corev1.NodeReady && (cond.Status != corev1.ConditionTrue || cond.LastTransitionTime.After(at)) {
+			t.Errorf("READY=1 came at %s, before node %s was Ready (%s since %s)", at.Format(time.RFC3339Nano), node, cond.Status, cond.LastTransitionTime)
+		}
+	}
 }
 
 // waitNodeReady waits for the one node to report Ready in a heartbeat sent

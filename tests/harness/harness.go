@@ -57,6 +57,8 @@ type Server struct {
 	Agent bool
 	// LogPath receives the process's stdout and stderr.
 	LogPath string
+	// Env is added to the process's environment.
+	Env []string
 
 	controllerPort, schedulerPort int
 	cmd                           *exec.Cmd
@@ -137,6 +139,7 @@ func (s *Server) Start() error {
 		}
 	}
 	s.cmd.Env = append(s.cmd.Env, "KUBE_WATCHCACHE_CONSISTENCY_CHECKER=true")
+	s.cmd.Env = append(s.cmd.Env, s.Env...)
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := s.cmd.Start(); err != nil {
 		log.Close()

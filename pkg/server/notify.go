@@ -1,0 +1,66 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+)
+
+// waitNodeReady waits until this server's own node reports Ready, or a
+// component fails, or ctx ends. It has no deadline of its own: a service
+// manager (systemd's start timeout) or install.sh decides how long is too
+// long, and a slow node is still starting, not broken.
+func waitNodeReady(ctx context.Context, kubeconfig, node string, failed <-chan error) error {
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return err
+	}
+	rc.Timeout = 5 * time.Second
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	var componentErr error
+	err = wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		select {
+		case componentErr = <-failed:
+			return false, componentErr
+		default:
+		}
+		n, err := client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+		if err != nil {
+			return false, nil // not registered yet, or a transient error
+		}
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady {
+				return c.Status == corev1.ConditionTrue, nil
+			}
+		}
+		return false, nil
+	})
+	if componentErr != nil {
+		return componentErr
+	}
+	return err
+}
+
+// notifyReady tells a service manager that started skiff with
+// Type=notify (systemd) that it is ready. Without $NOTIFY_SOCKET it does
+// nothing. A failure is logged, not fatal: the cluster works, and the
+// service manager's start timeout reports it.
+func notifyReady() {
+	sent, err := daemon.SdNotify(false, daemon.SdNotifyReady)
+	switch {
+	case err != nil:
+		klog.ErrorS(err, "Could not tell the service manager skiff is ready ($NOTIFY_SOCKET)")
+	case sent:
+		klog.InfoS("Told the service manager skiff is ready")
+	}
+}
