@@ -27,53 +27,97 @@ VERSION_LDFLAGS := \
 
 export CGO_ENABLED := 1
 
-.PHONY: all build payload test test-unit test-e2e bench bench-controlplane bench-agent bench-testenv examples vet clean
+# One static binary that runs on any Linux of its architecture, as k3s's:
+# cgo (SQLite) linked statically, the pure-Go resolver and user lookup
+# (glibc's would need its shared libraries at run time), and no dlopen.
+# `make build`, `make release`, vet, the tests and the bench all compile
+# with the same tags (GO_TAGS), so they share one build cache instead of
+# compiling Kubernetes twice.
+GO_TAGS       := -tags=netgo,osusergo,sqlite_omit_load_extension
+BUILD_FLAGS   = $(GO_TAGS) -ldflags "-s -w -extldflags -static $(VERSION_LDFLAGS)"
+HOST_ARCH     := $(shell $(GO) env GOHOSTARCH)
+# armhf (arm) builds too, given Debian's arm-linux-gnueabihf toolchain:
+# `make release RELEASE_ARCHES="amd64 arm64 arm"`.
+RELEASE_ARCHES ?= amd64 arm64
+export RELEASE_ARCHES
+
+.PHONY: all build payload release deps test test-unit test-e2e bench bench-controlplane bench-agent bench-testenv bench-install examples vet clean
 
 all: build
 
-# The node payload (runc, shim, CNI plugins, pause image) is embedded in the
-# binary; the script only replaces its outputs when their bytes change.
+# The node payload (runc, shim, CNI plugins, system images) is embedded in
+# the binary; the script only replaces its outputs when their bytes change.
 payload:
-	scripts/build-payload.sh
+	scripts/build-payload.sh $(HOST_ARCH)
 
 build: payload
-	$(GO) build -ldflags "-s -w $(VERSION_LDFLAGS)" -o $(BIN) ./cmd/skiff
+	$(GO) build $(BUILD_FLAGS) -o $(BIN) ./cmd/skiff
+
+# Release artifacts: dist/skiff-<arch> for each of RELEASE_ARCHES, each with
+# its own architecture's payload (a cross build with cgo for the others),
+# their checksums, and install.sh with skiff-killall.sh, so that dist/ copied
+# to a machine installs there with `sudo ./install.sh`.
+release: build
+	@mkdir -p dist
+	cp $(BIN) dist/skiff-$(HOST_ARCH)
+	for arch in $(filter-out $(HOST_ARCH),$(RELEASE_ARCHES)); do \
+		scripts/build-payload.sh $$arch && \
+		scripts/cross.sh $$arch $(GO) build $(BUILD_FLAGS) -o dist/skiff-$$arch ./cmd/skiff || exit 1; \
+	done
+	cp install.sh scripts/skiff-killall.sh dist/
+	cd dist && sha256sum $(addprefix skiff-,$(RELEASE_ARCHES)) > sha256sum.txt
+	@ls -l dist
+
+# What building and testing need on a Debian machine (as root; a no-op when
+# it is all there): see scripts/install-deps.sh.
+deps:
+	scripts/install-deps.sh test
 
 vet: payload
-	$(GO) vet ./...
-	cd pkg/testenv && $(GO) vet ./...
-	cd pkg/ingress && $(GO) vet ./...
+	$(GO) vet $(GO_TAGS) ./...
+	cd pkg/testenv && $(GO) vet $(GO_TAGS) ./...
+	cd pkg/ingress && $(GO) vet $(GO_TAGS) ./...
 	@test -z "$$(gofmt -l cmd pkg tests)" || { gofmt -l cmd pkg tests; echo "gofmt needed"; exit 1; }
 
 # pkg/testenv is a module of its own (so operators can import it without
 # Kubernetes' replace lines); its tests start the binary too. pkg/ingress is
 # one too (the ingress add-on's program, built into an image).
 test-unit: build
-	$(GO) test -count=1 ./pkg/... ./cmd/...
-	cd pkg/ingress && $(GO) test -count=1 ./...
-	cd pkg/testenv && SKIFF_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 20m ./...
+	$(GO) test $(GO_TAGS) -count=1 ./pkg/... ./cmd/...
+	cd pkg/ingress && $(GO) test $(GO_TAGS) -count=1 ./...
+	cd pkg/testenv && SKIFF_BIN=$(CURDIR)/$(BIN) $(GO) test $(GO_TAGS) -count=1 -timeout 20m ./...
 
-test-e2e: build
-	SKIFF_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 40m -v ./tests/e2e/...
+# The release is built too: the arm64 artifact is tested under qemu.
+test-e2e: build release
+	SKIFF_BIN=$(CURDIR)/$(BIN) SKIFF_DIST=$(CURDIR)/dist $(GO) test $(GO_TAGS) -count=1 -timeout 60m -v ./tests/e2e/...
 
-test: vet test-unit test-e2e
+# As root, `make test` first installs what the tests need (the way CI does,
+# through .ci/run), and afterwards removes every process, mount, interface
+# and netfilter rule its servers left.
+test:
+	@if [ "$$(id -u)" = 0 ]; then scripts/install-deps.sh test; fi
+	$(MAKE) vet test-unit test-e2e; status=$$?; \
+	if [ "$$(id -u)" = 0 ]; then scripts/test-cleanup.sh; fi; exit $$status
 
 bench: build
-	$(GO) run ./tests/bench -bin $(CURDIR)/$(BIN) $(BENCHFLAGS)
+	$(GO) run $(GO_TAGS) ./tests/bench -bin $(CURDIR)/$(BIN) $(BENCHFLAGS)
 
 bench-controlplane: build
-	$(GO) run ./tests/bench -bin $(CURDIR)/$(BIN) -suite controlplane $(BENCHFLAGS)
+	$(GO) run $(GO_TAGS) ./tests/bench -bin $(CURDIR)/$(BIN) -suite controlplane $(BENCHFLAGS)
 
 bench-agent: build
-	$(GO) run ./tests/bench -bin $(CURDIR)/$(BIN) -suite agent $(BENCHFLAGS)
+	$(GO) run $(GO_TAGS) ./tests/bench -bin $(CURDIR)/$(BIN) -suite agent $(BENCHFLAGS)
 
 bench-testenv: build
-	$(GO) run ./tests/bench -bin $(CURDIR)/$(BIN) -suite testenv $(BENCHFLAGS)
+	$(GO) run $(GO_TAGS) ./tests/bench -bin $(CURDIR)/$(BIN) -suite testenv $(BENCHFLAGS)
 
 # The testenv examples and tests: a controller-runtime reconciler, the
 # controllers envtest lacks, simulated nodes, ten parallel environments.
 examples: build
-	cd pkg/testenv && SKIFF_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v ./...
+	cd pkg/testenv && SKIFF_BIN=$(CURDIR)/$(BIN) $(GO) test $(GO_TAGS) -count=1 -v ./...
+
+bench-install: build
+	$(GO) run $(GO_TAGS) ./tests/bench -bin $(CURDIR)/$(BIN) -suite install $(BENCHFLAGS)
 
 clean:
-	rm -rf bin
+	rm -rf bin dist

@@ -1,15 +1,21 @@
 #!/bin/sh
-# Builds the node payload embedded in the skiff binary: runc, the runc v2 shim
-# and the CNI plugins (from the module in scripts/payload), packed as a
-# deterministic bin.tar.gz with a SHA256SUMS of its files, plus the pause
-# image as an OCI archive. Outputs go to pkg/payload/data and are replaced only
+# Usage: scripts/build-payload.sh [GOARCH]
+#
+# Builds the node payload embedded in the skiff binary for GOARCH (default:
+# this machine's): runc, the runc v2 shim and the CNI plugins (from the
+# module in scripts/payload), packed as a deterministic bin.tar.gz with a
+# SHA256SUMS of its files, plus the system images as OCI archives for that
+# architecture. Outputs go to pkg/payload/data/GOARCH and are replaced only
 # when their bytes change, so an unchanged payload does not relink skiff.
+# Another architecture is a cross build (scripts/cross.sh).
 #
 # The Go build cache is used as is: nothing here cleans it.
 set -eu
 cd "$(dirname "$0")/.."
 root=$PWD
-out=$root/pkg/payload/data
+arch=${1:-$(go env GOHOSTARCH)}
+out=$root/pkg/payload/data/$arch
+cross="$root/scripts/cross.sh $arch"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/bin" "$out/images"
@@ -22,16 +28,16 @@ if [ ! -e /usr/include/seccomp.h ]; then
 	echo "build-payload: runc needs libseccomp headers: apt-get install libseccomp-dev" >&2
 	exit 1
 fi
-(cd scripts/payload && CGO_ENABLED=1 go build -tags "seccomp netgo osusergo" \
+(cd scripts/payload && CGO_ENABLED=1 $cross go build -tags "seccomp netgo osusergo" \
 	-ldflags "-s -w -X main.version=$(ver github.com/opencontainers/runc | sed 's/^v//') -extldflags -static" \
 	-o "$tmp/bin/runc" github.com/opencontainers/runc)
 
 # The shim and the plugins need no libc: build them without cgo so they are
 # static too.
-(cd scripts/payload && CGO_ENABLED=0 go build \
+(cd scripts/payload && CGO_ENABLED=0 $cross go build \
 	-ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$(ver github.com/containerd/containerd/v2)" \
 	-o "$tmp/bin/" github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2)
-(cd scripts/payload && CGO_ENABLED=0 go build \
+(cd scripts/payload && CGO_ENABLED=0 $cross go build \
 	-ldflags "-s -w -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$(ver github.com/containernetworking/plugins)" \
 	-o "$tmp/bin/" \
 	github.com/containernetworking/plugins/plugins/main/bridge \
@@ -41,33 +47,33 @@ fi
 	github.com/containernetworking/plugins/plugins/meta/bandwidth \
 	github.com/containernetworking/plugins/plugins/meta/firewall)
 
-(cd "$tmp/bin" && sha256sum * > "$tmp/SHA256SUMS")
+(cd "$tmp/bin" && sha256sum -- * > "$tmp/SHA256SUMS")
 tar -C "$tmp" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - bin SHA256SUMS | gzip -n -6 > "$tmp/bin.tar.gz"
 
-scripts/pause-image.sh "$tmp/pause.tar"
+scripts/pause-image.sh "$tmp/pause.tar" "$arch"
 
 # CoreDNS, the coredns add-on's image: one static program, every plugin of
 # its standard build.
 coredns=$(ver github.com/coredns/coredns)
 mkdir -p "$tmp/coredns"
-(cd scripts/payload && CGO_ENABLED=0 go build -ldflags "-s -w" -o "$tmp/coredns/coredns" github.com/coredns/coredns)
-go run ./scripts/mkimage -name "localhost/skiff/coredns:$coredns" -rootfs "$tmp/coredns" \
+(cd scripts/payload && CGO_ENABLED=0 $cross go build -ldflags "-s -w" -o "$tmp/coredns/coredns" github.com/coredns/coredns)
+go run ./scripts/mkimage -arch "$arch" -name "localhost/skiff/coredns:$coredns" -rootfs "$tmp/coredns" \
 	-entrypoint /coredns -o "$tmp/coredns.tar"
 
 # metrics-server, the metrics add-on's image, from its own module (see
 # scripts/payload/metrics/go.mod).
 metrics=$(cd scripts/payload/metrics && go list -m -f '{{.Version}}' sigs.k8s.io/metrics-server)
 mkdir -p "$tmp/metrics-server"
-(cd scripts/payload/metrics && CGO_ENABLED=0 go build -ldflags "-s -w" -o "$tmp/metrics-server/metrics-server" sigs.k8s.io/metrics-server/cmd/metrics-server)
-go run ./scripts/mkimage -name "localhost/skiff/metrics-server:$metrics" -rootfs "$tmp/metrics-server" \
+(cd scripts/payload/metrics && CGO_ENABLED=0 $cross go build -ldflags "-s -w" -o "$tmp/metrics-server/metrics-server" sigs.k8s.io/metrics-server/cmd/metrics-server)
+go run ./scripts/mkimage -arch "$arch" -name "localhost/skiff/metrics-server:$metrics" -rootfs "$tmp/metrics-server" \
 	-entrypoint /metrics-server -o "$tmp/metrics-server.tar"
 
 # skiff-ingress, the ingress add-on's image: Caddy configured from Ingresses,
 # from its own module (see pkg/ingress/go.mod).
 caddy=$(cd pkg/ingress && go list -m -f '{{.Version}}' github.com/caddyserver/caddy/v2)
 mkdir -p "$tmp/ingress"
-(cd pkg/ingress && CGO_ENABLED=0 go build -ldflags "-s -w" -o "$tmp/ingress/skiff-ingress" ./cmd/skiff-ingress)
-go run ./scripts/mkimage -name "localhost/skiff/ingress-caddy:$caddy" -rootfs "$tmp/ingress" \
+(cd pkg/ingress && CGO_ENABLED=0 $cross go build -ldflags "-s -w" -o "$tmp/ingress/skiff-ingress" ./cmd/skiff-ingress)
+go run ./scripts/mkimage -arch "$arch" -name "localhost/skiff/ingress-caddy:$caddy" -rootfs "$tmp/ingress" \
 	-entrypoint /skiff-ingress -o "$tmp/ingress.tar"
 
 # The images' digests, so the agent knows each one's content at start

@@ -28,10 +28,14 @@ type Config struct {
 	Env        []string
 	WorkingDir string
 	Labels     map[string]string
+	// Arch is the GOARCH of the image's programs, empty for this
+	// machine's; an image built for another architecture (a release for
+	// arm64 boards) must say so, or containerd there will not run it.
+	Arch string
 }
 
-// Build makes a linux image for this machine's architecture from layers,
-// with OCI media types and a fixed creation time, so it is reproducible.
+// Build makes a linux image for cfg.Arch (this machine's when empty) from
+// layers, with OCI media types and a fixed creation time, so it is reproducible.
 func Build(cfg Config, layers ...v1.Layer) (v1.Image, error) {
 	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), layers...)
 	if err != nil {
@@ -43,7 +47,13 @@ func Build(cfg Config, layers ...v1.Layer) (v1.Image, error) {
 		return nil, fmt.Errorf("reading the image config: %w", err)
 	}
 	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", runtime.GOARCH
+	cf.OS, cf.Architecture = "linux", cfg.Arch
+	if cf.Architecture == "" {
+		cf.Architecture = runtime.GOARCH
+	}
+	if cf.Architecture == "arm" {
+		cf.Variant = "v7" // the only 32-bit ARM skiff builds for (GOARM=7, armhf)
+	}
 	// The Unix epoch, not the build time, so that rebuilding the same files
 	// gives the same image ID (the reproducible-builds convention).
 	cf.Created = v1.Time{Time: time.Unix(0, 0).UTC()}

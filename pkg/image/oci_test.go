@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -175,5 +176,21 @@ func TestLayoutRoundTrip(t *testing.T) {
 	if cf.Config.Labels["a"] != "b" || cf.Config.WorkingDir != "/etc" || !cf.Created.Equal(time.Unix(0, 0)) ||
 		len(cf.History) != 2 || !cf.History[1].Created.Equal(time.Unix(0, 0)) {
 		t.Errorf("config: %+v", cf)
+	}
+}
+
+func TestBuildForAnotherArchitecture(t *testing.T) {
+	for arch, want := range map[string][2]string{
+		"":      {runtime.GOARCH, ""},
+		"arm64": {"arm64", ""},
+		"arm":   {"arm", "v7"},
+	} {
+		img, err := Build(Config{Arch: arch})
+		must(t, err)
+		cf, err := img.ConfigFile()
+		must(t, err)
+		if cf.OS != "linux" || cf.Architecture != want[0] || cf.Variant != want[1] {
+			t.Errorf("Arch %q: image for %s/%s/%s, want linux/%s/%s", arch, cf.OS, cf.Architecture, cf.Variant, want[0], want[1])
+		}
 	}
 }

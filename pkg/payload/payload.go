@@ -1,7 +1,9 @@
 // Package payload carries the node programs (runc, the runc v2 shim, the CNI
 // plugins) and system images (pause) inside the skiff binary, and unpacks the
 // programs to <data-dir>/data/<hash>/bin, once per payload version, as k3s
-// does. scripts/build-payload.sh makes the embedded files.
+// does. scripts/build-payload.sh makes the embedded files, one directory per
+// architecture (data/<GOARCH>); a binary embeds only its own (see
+// embed_*.go), so a release for arm64 carries arm64 programs and images.
 package payload
 
 import (
@@ -10,7 +12,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
-	"embed"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -24,8 +25,15 @@ import (
 	"k8s.io/klog/v2"
 )
 
-//go:embed data
-var embedded embed.FS
+// embedded is this architecture's payload directory: embed's own files,
+// so Open reads them in place.
+var embedded = func() fs.FS {
+	sub, err := fs.Sub(archData, archDir)
+	if err != nil {
+		panic(err) // archDir is a constant, valid path
+	}
+	return sub
+}()
 
 // ErrMissing means the binary was built without its payload (a plain `go
 // build` rather than `make build`).
@@ -43,14 +51,14 @@ type Archive struct {
 
 // Images returns the embedded system images by file name.
 func Images() (map[string]Archive, error) {
-	entries, err := fs.ReadDir(embedded, "data/images")
+	entries, err := fs.ReadDir(embedded, "images")
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, ErrMissing
 	}
 	if err != nil {
 		return nil, err
 	}
-	sumsFile, err := embedded.ReadFile("data/images/SHA256SUMS")
+	sumsFile, err := fs.ReadFile(embedded, "images/SHA256SUMS")
 	if err != nil {
 		return nil, fmt.Errorf("%w (no image SHA256SUMS: %v)", ErrMissing, err)
 	}
@@ -67,7 +75,7 @@ func Images() (map[string]Archive, error) {
 		if !ok {
 			return nil, fmt.Errorf("embedded image %s is not in the images' SHA256SUMS: rebuild skiff with `make build`", e.Name())
 		}
-		name := path.Join("data/images", e.Name())
+		name := path.Join("images", e.Name())
 		images[e.Name()] = Archive{Digest: digest, Open: func() (io.ReadCloser, error) { return embedded.Open(name) }}
 	}
 	if len(images) == 0 {
@@ -82,7 +90,7 @@ func Images() (map[string]Archive, error) {
 // version gets its own directory and an upgrade never overwrites programs
 // that running shims use.
 func Unpack(dataDir string) (string, error) {
-	sums, err := embedded.ReadFile("data/SHA256SUMS")
+	sums, err := fs.ReadFile(embedded, "SHA256SUMS")
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", ErrMissing
 	}
@@ -120,7 +128,7 @@ func unpack(dir string, want map[string]string) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	f, err := embedded.Open("data/bin.tar.gz")
+	f, err := embedded.Open("bin.tar.gz")
 	if err != nil {
 		return ErrMissing
 	}

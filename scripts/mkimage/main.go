@@ -3,7 +3,7 @@
 // test images (see scripts/pause-image.sh and scripts/busybox-image.sh).
 //
 //	go run ./scripts/mkimage -name NAME -rootfs DIR [-entrypoint ARG]... [-cmd ARG]...
-//		[-env K=V]... [-label K=V]... [-workdir DIR] -o OUT.tar
+//		[-env K=V]... [-label K=V]... [-workdir DIR] [-arch GOARCH] -o OUT.tar
 package main
 
 import (
@@ -34,6 +34,7 @@ func main() {
 	flag.Var(&env, "env", "environment variable K=V (repeatable)")
 	flag.Var(&labels, "label", "image label K=V (repeatable)")
 	flag.StringVar(&cfg.WorkingDir, "workdir", "", "working directory")
+	flag.StringVar(&cfg.Arch, "arch", "", "GOARCH of the programs in -rootfs (default: this machine's)")
 	flag.Parse()
 	cfg.Entrypoint, cfg.Cmd, cfg.Env = entrypoint, cmd, env
 	err := run(cfg, labels, *rootfs, *out)
