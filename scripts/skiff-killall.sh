@@ -6,6 +6,9 @@
 # kept (uninstall removes it). SKIFF_DATA_DIR names a non-default data dir.
 #
 # Like k3s-killall.sh, it is safe to run when nothing is running.
+#
+# Lists of pids, and nft's "family table", are split on blanks on purpose:
+# shellcheck disable=SC2086,SC2046
 set -u
 [ "$(id -u)" -eq 0 ] || { echo "skiff-killall: run as root" >&2; exit 1; }
 DATA_DIR=${SKIFF_DATA_DIR:-/var/lib/skiff}
@@ -90,6 +93,19 @@ for ipt in iptables ip6tables; do
 		"$ipt-save" | grep -vE 'KUBE-|CNI-' | "$ipt-restore"
 	fi
 done
+# The tables iptables-nft made for those chains, once they are empty: no
+# rule, no chain but the built-in ones, every policy accept, so deleting
+# them changes nothing but leaves the rule set as it was before skiff.
+if command -v nft >/dev/null 2>&1; then
+	for family in ip ip6; do
+		for table in filter nat mangle raw security; do
+			listing=$(nft list table "$family" "$table" 2>/dev/null) || continue
+			if ! printf '%s\n' "$listing" | grep -qvE '^[[:space:]]*(table [a-z0-9]+ [a-z]+ \{|chain (PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING) \{|type [a-z]+ hook [a-z]+ priority [a-z0-9+-]+; policy accept;|\}|)$'; then
+				nft delete table "$family" "$table"
+			fi
+		done
+	done
+fi
 
 # Empty pod cgroups (rmdir fails harmlessly on any still in use).
 for root in /sys/fs/cgroup /sys/fs/cgroup/*; do
