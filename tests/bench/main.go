@@ -19,7 +19,9 @@ func main() {
 	bin := flag.String("bin", "", "skiff binary (default $SKIFF_BIN)")
 	runs := flag.Int("runs", 5, "runs per figure")
 	idle := flag.Duration("idle", time.Minute, "how long after ready the idle RSS is read")
-	suite := flag.String("suite", "all", "controlplane, testenv, agent or all")
+	suite := flag.String("suite", "all", "controlplane, testenv, agent, install or all")
+	installRuns := flag.Int("install-runs", 3, "runs per install.sh figure")
+	dist := flag.String("dist", "dist", "release directory whose binaries' sizes the install suite prints")
 	agentRuns := flag.Int("agent-runs", 3, "runs per node agent figure")
 	testenvRuns := flag.Int("testenv-runs", 10, "runs per testenv figure")
 	agentArgs := flag.String("agent-server-args", "", "extra `skiff server` arguments for the agent suite, space-separated (e.g. --disable=ingress)")
@@ -37,6 +39,9 @@ func main() {
 	}
 	if err == nil && (*suite == "agent" || *suite == "all") {
 		err = benchAgent(*agentRuns, *idle, strings.Fields(*agentArgs))
+	}
+	if err == nil && (*suite == "install" || *suite == "all") {
+		err = benchInstall(*installRuns, *dist)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
