@@ -74,7 +74,7 @@ func benchInstall(runs int, dist string) error {
 	fmt.Printf("  pod downtime in the upgrade:              %s\n", spread(pick(func(r installRun) time.Duration { return r.podDown })))
 	fmt.Println("\nbinary sizes:")
 	for _, path := range append([]string{bin}, globOrNil(filepath.Join(dist, "skiff-*"))...) {
-		if info, err := os.Stat(path); err == nil {
+		if info, err := os.Stat(path); err == nil && filepath.Ext(path) != ".sh" {
 			fmt.Printf("  %-40s %6.1f MiB\n", path, float64(info.Size())/(1<<20))
 		}
 	}
