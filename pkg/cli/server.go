@@ -199,6 +199,13 @@ func runServer(cfg *config.Server) error {
 	// command sets it the same way): loopback clients must not log the
 	// warnings the apiserver sends them.
 	rest.SetDefaultWarningHandler(rest.NoWarnings{})
+	// Process-wide, once: the in-process apiserver and kubelet each tell
+	// $NOTIFY_SOCKET READY=1 as soon as they themselves start, long before
+	// this node is Ready. skiff keeps the socket and clears the variable,
+	// so that the service manager hears ready from skiff alone (and
+	// containerd, a child, inherits nothing to notify).
+	cfg.NotifySocket = os.Getenv("NOTIFY_SOCKET")
+	os.Unsetenv("NOTIFY_SOCKET")
 	klog.InfoS("Starting skiff server", "version", version.Version, "kubernetes", version.Kubernetes(), "dataDir", cfg.DataDir)
 	return server.Run(ctx, cfg)
 }

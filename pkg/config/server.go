@@ -65,6 +65,11 @@ type Server struct {
 
 	// SimulatedNodes are registered and simulated by the server itself.
 	SimulatedNodes simnode.Config
+
+	// NotifySocket is the service manager's socket ($NOTIFY_SOCKET of a
+	// systemd Type=notify unit), to be told READY=1 once the node is
+	// Ready; empty when none started skiff.
+	NotifySocket string
 }
 
 // ServerDir is where the control plane keeps its state.

@@ -2,9 +2,9 @@ package server
 
 import (
 	"context"
+	"net"
 	"time"
 
-	"github.com/coreos/go-systemd/v22/daemon"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -51,16 +51,27 @@ func waitNodeReady(ctx context.Context, kubeconfig, node string, failed <-chan e
 	return err
 }
 
-// notifyReady tells a service manager that started skiff with
-// Type=notify (systemd) that it is ready. Without $NOTIFY_SOCKET it does
-// nothing. A failure is logged, not fatal: the cluster works, and the
-// service manager's start timeout reports it.
-func notifyReady() {
-	sent, err := daemon.SdNotify(false, daemon.SdNotifyReady)
-	switch {
-	case err != nil:
-		klog.ErrorS(err, "Could not tell the service manager skiff is ready ($NOTIFY_SOCKET)")
-	case sent:
-		klog.InfoS("Told the service manager skiff is ready")
+// notifyReady tells the service manager listening on socket (systemd's
+// $NOTIFY_SOCKET, kept aside at start: see pkg/cli) that skiff is ready.
+// go-systemd's SdNotify reads the variable, which skiff clears so that the
+// in-process upstream components cannot say ready early; so the datagram
+// is sent here, as sd_notify(3) describes it. A failure is logged, not
+// fatal: the cluster works, and the service manager's start timeout
+// reports it.
+func notifyReady(socket string) {
+	if socket == "" {
+		return
 	}
+	// An address starting with @ is in the abstract namespace; Go's net
+	// package maps it.
+	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: socket, Net: "unixgram"})
+	if err == nil {
+		_, err = conn.Write([]byte("READY=1"))
+		conn.Close()
+	}
+	if err != nil {
+		klog.ErrorS(err, "Could not tell the service manager skiff is ready", "socket", socket)
+		return
+	}
+	klog.InfoS("Told the service manager skiff is ready", "socket", socket)
 }

@@ -190,7 +190,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		}
 		klog.InfoS("This node is Ready", "node", agentCfg.NodeName, "after", time.Since(start).Round(time.Millisecond))
 	}
-	notifyReady()
+	notifyReady(cfg.NotifySocket)
 
 	select {
 	case <-ctx.Done():

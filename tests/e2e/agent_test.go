@@ -99,7 +99,9 @@ func listenNotify(t *testing.T, s *harness.Server) <-chan time.Time {
 			if err != nil {
 				return
 			}
-			if string(buf[:n]) == "READY=1" {
+			// READY=1 from anyone: the upstream components send it
+			// with a newline.
+			if strings.TrimSpace(string(buf[:n])) == "READY=1" {
 				ready <- time.Now()
 				return
 			}
