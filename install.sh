@@ -725,7 +725,8 @@ main() {
 	if start_service; then
 		wait_ready
 		echo
-		echo "skiff is running. As root:  kubectl get nodes     (KUBECONFIG=$KUBECONFIG_FILE)"
+		echo "skiff is running. As root:  $BIN_DIR/skiff kubectl get nodes"
+		echo "Any kubectl or client:      KUBECONFIG=$KUBECONFIG_FILE"
 		echo "Remove it with:             $UNINSTALL"
 	elif [ -z "$CHANGED" ]; then
 		info "Nothing changed"
