@@ -575,7 +575,8 @@ start_service() {
 	[ -n "$CHANGED" ] && restart=1
 	[ "${INSTALL_SKIFF_FORCE_RESTART:-}" = true ] && restart=1
 	STARTED=
-	LOG_OFFSET=$(wc -c <"$LOG_FILE" 2>/dev/null || echo 0)
+	LOG_OFFSET=0
+	[ -f "$LOG_FILE" ] && LOG_OFFSET=$(wc -c <"$LOG_FILE")
 	case $INIT in
 	systemd)
 		if [ ! -d /run/systemd/system ]; then
