@@ -14,10 +14,10 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
+
 	"k8s.io/klog/v2"
 
+	"github.com/skiff-dev/skiff/internal/kubeclient"
 	"github.com/skiff-dev/skiff/pkg/config"
 	"github.com/skiff-dev/skiff/pkg/hostcheck"
 	"github.com/skiff-dev/skiff/pkg/localpath"
@@ -146,7 +146,7 @@ func Start(ctx context.Context, cfg *config.Agent) (_ *Agent, err error) {
 	logArgs("kube-proxy", proxyArgs)
 	a.goComponent("kube-proxy", func(ctx context.Context) error { return runKubeProxy(ctx, proxyArgs) })
 
-	nodeClient, err := clientFor(cfg.KubeletKubeconfig())
+	nodeClient, err := kubeclient.New(cfg.KubeletKubeconfig(), "skiff-agent")
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +156,7 @@ func Start(ctx context.Context, cfg *config.Agent) (_ *Agent, err error) {
 		}
 	})
 	if cfg.LocalStoragePath != "" {
-		storageClient, err := clientFor(cfg.LocalPathKubeconfig())
+		storageClient, err := kubeclient.New(cfg.LocalPathKubeconfig(), "skiff-agent")
 		if err != nil {
 			return nil, err
 		}
@@ -205,15 +205,6 @@ func (a *Agent) goBackground(run func(context.Context)) {
 	ctx, cancel := context.WithCancel(context.Background())
 	go run(ctx)
 	a.stops = append([]func(){cancel}, a.stops...)
-}
-
-func clientFor(kubeconfig string) (kubernetes.Interface, error) {
-	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		return nil, err
-	}
-	rc.UserAgent = "skiff-agent"
-	return kubernetes.NewForConfig(rc)
 }
 
 func logArgs(component string, args []string) {

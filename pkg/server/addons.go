@@ -8,9 +8,10 @@ import (
 
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
+
 	"k8s.io/klog/v2"
 
+	"github.com/skiff-dev/skiff/internal/kubeclient"
 	"github.com/skiff-dev/skiff/manifests"
 	"github.com/skiff-dev/skiff/pkg/config"
 	"github.com/skiff-dev/skiff/pkg/deploy"
@@ -77,12 +78,7 @@ func newAddonValues(cfg *config.Server) (addonValues, error) {
 
 // runServiceLB runs the LoadBalancer address controller as the admin.
 func runServiceLB(ctx context.Context, kubeconfig string) error {
-	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		return err
-	}
-	rc.UserAgent = "skiff-servicelb"
-	client, err := kubernetes.NewForConfig(rc)
+	client, err := kubeclient.New(kubeconfig, "skiff-servicelb")
 	if err != nil {
 		return err
 	}
@@ -107,11 +103,10 @@ func runAddons(ctx context.Context, cfg *config.Server, kubeconfig string) error
 	if err := deploy.WriteEmbedded(cfg.ManifestsDir(), manifests.Files, values, disabled); err != nil {
 		return fmt.Errorf("writing add-on manifests to %s: %w", cfg.ManifestsDir(), err)
 	}
-	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	rc, err := kubeclient.Config(kubeconfig, "skiff-deploy")
 	if err != nil {
 		return err
 	}
-	rc.UserAgent = "skiff-deploy"
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return err

@@ -9,7 +9,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 )
 
@@ -17,18 +16,9 @@ import (
 // component fails, or ctx ends. It has no deadline of its own: a service
 // manager (systemd's start timeout) or install.sh decides how long is too
 // long, and a slow node is still starting, not broken.
-func waitNodeReady(ctx context.Context, kubeconfig, node string, failed <-chan error) error {
-	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		return err
-	}
-	rc.Timeout = 5 * time.Second
-	client, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return err
-	}
+func waitNodeReady(ctx context.Context, client kubernetes.Interface, node string, failed <-chan error) error {
 	var componentErr error
-	err = wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		select {
 		case componentErr = <-failed:
 			return false, componentErr

@@ -17,9 +17,9 @@ import (
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
+	"github.com/skiff-dev/skiff/internal/kubeclient"
 	"github.com/skiff-dev/skiff/pkg/agent"
 	"github.com/skiff-dev/skiff/pkg/config"
 	"github.com/skiff-dev/skiff/pkg/control"
@@ -83,6 +83,17 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		}
 	}
 	adminKubeconfig := filepath.Join(cfg.CredDir(), "admin.kubeconfig")
+	// The server's own view of the API, for its readiness checks; each
+	// controller below makes its own client, named after it.
+	adminRC, err := kubeclient.Config(adminKubeconfig, "skiff-server")
+	if err != nil {
+		return err
+	}
+	adminRC.Timeout = 5 * time.Second
+	admin, err := kubernetes.NewForConfig(adminRC)
+	if err != nil {
+		return err
+	}
 
 	// The components each get their own context so that shutdown can stop
 	// them in reverse order of start; the process context only starts it.
@@ -107,7 +118,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		waitOrTimeout("kube-apiserver", func() { <-apiDone })
 	}()
 
-	if err := waitReady(ctx, adminKubeconfig, failed); err != nil {
+	if err := waitReady(ctx, admin, failed); err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while starting
 		}
@@ -182,7 +193,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	// A service manager hears "ready" when the whole node is: with an
 	// agent, once its Node is Ready (what install.sh waits for too).
 	if agentCfg != nil {
-		if err := waitNodeReady(ctx, adminKubeconfig, agentCfg.NodeName, failed); err != nil {
+		if err := waitNodeReady(ctx, admin, agentCfg.NodeName, failed); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -231,20 +242,11 @@ func waitOrTimeout(name string, wait func()) {
 }
 
 // waitReady polls the apiserver's /readyz as the admin until it says ok.
-func waitReady(ctx context.Context, kubeconfig string, failed <-chan error) error {
-	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		return err
-	}
-	rc.Timeout = 5 * time.Second
-	client, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return err
-	}
+func waitReady(ctx context.Context, client kubernetes.Interface, failed <-chan error) error {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	var lastErr, componentErr error
-	err = wait.PollUntilContextCancel(ctx, 20*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextCancel(ctx, 20*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		select {
 		case componentErr = <-failed:
 			return false, componentErr
@@ -309,12 +311,11 @@ func writeCredentials(cfg *config.Server, tlsDir pki.Dir, advertise net.IP, loca
 // sized for the status updates of thousands of pods against a local
 // apiserver.
 func runSimulatedNodes(ctx context.Context, kubeconfig string, cfg simnode.Config) error {
-	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	rc, err := kubeclient.Config(kubeconfig, "skiff-simulated-nodes")
 	if err != nil {
 		return err
 	}
 	rc.QPS, rc.Burst = 500, 1000
-	rc.UserAgent = "skiff-simulated-nodes"
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return err
