@@ -14,7 +14,6 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
-
 	"k8s.io/klog/v2"
 
 	"github.com/skiff-dev/skiff/internal/kubeclient"

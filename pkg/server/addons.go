@@ -8,7 +8,6 @@ import (
 
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-
 	"k8s.io/klog/v2"
 
 	"github.com/skiff-dev/skiff/internal/kubeclient"
