@@ -1,12 +1,15 @@
 package e2e
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/skiff-dev/skiff/tests/harness"
 )
@@ -238,5 +241,42 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestInstallReportsAFailingStart installs a server whose port is taken:
+// skiff exits at start, and install.sh must say so with skiff's own log
+// lines and a non-zero exit, not wait out its timeout.
+func TestInstallReportsAFailingStart(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("install.sh needs root")
+	}
+	bin, err := harness.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newInstallation(t)
+	taken, err := net.Listen("tcp", "0.0.0.0:0")
+	must(t, err)
+	defer taken.Close()
+	port := strconv.Itoa(taken.Addr().(*net.TCPAddr).Port)
+	t.Cleanup(func() {
+		if err := l.Uninstall(); err != nil {
+			t.Error(err)
+		}
+	})
+	start := time.Now()
+	stdout, stderr, err := l.Install([]string{"--data-dir", l.DataDir, "--write-kubeconfig", l.Kubeconfig, "--disable-agent", "--https-listen-port", port},
+		"INSTALL_SKIFF_BINARY="+bin, "INSTALL_SKIFF_READY_TIMEOUT=120")
+	if err == nil {
+		t.Fatalf("install.sh exited 0 with skiff's port taken:\n%s\n%s", stdout, stderr)
+	}
+	if !strings.Contains(stderr, "the last lines of skiff's log") || !strings.Contains(stderr, port) ||
+		!strings.Contains(stderr, "[ERROR] skiff server exited while starting") {
+		t.Errorf("install.sh did not show why skiff failed:\n%s", stderr)
+	}
+	t.Logf("install.sh said, after %s:\n%s", time.Since(start).Round(100*time.Millisecond), stderr)
+	if took := time.Since(start); took > time.Minute {
+		t.Errorf("install.sh took %s to report a skiff that exits at start", took)
 	}
 }
