@@ -6,17 +6,16 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"k8s.io/klog/v2"
 
 	"github.com/skiff-dev/skiff/internal/kubeclient"
+	"github.com/skiff-dev/skiff/internal/lifecycle"
 	"github.com/skiff-dev/skiff/pkg/config"
 	"github.com/skiff-dev/skiff/pkg/hostcheck"
 	"github.com/skiff-dev/skiff/pkg/localpath"
@@ -25,9 +24,6 @@ import (
 
 // sandboxArchive is the embedded pause image's archive.
 const sandboxArchive = "pause.tar"
-
-// stopTimeout bounds how long each part may take to stop.
-const stopTimeout = 10 * time.Second
 
 // Preflight runs the host checks and parses the kubelet's and kube-proxy's
 // arguments, before anything is written. A hard failure is an error saying
@@ -45,165 +41,133 @@ func Preflight(cfg *config.Agent) error {
 	return err
 }
 
-// Agent is a running node agent.
-type Agent struct {
-	failed chan error
-	stops  []func() // in the order they must run
+// node is the state the agent's parts share: what one part sets up, a later
+// one uses.
+type node struct {
+	cfg    *config.Agent
+	binDir string // the unpacked node programs
+	driver string // the cgroup driver
+	// containerd's process and client, and the image importer on it.
+	ctrd     *containerdProcess
+	client   *containerd.Client
+	importer *importer
 }
 
-// Failed reports a part that stopped on its own.
-func (a *Agent) Failed() <-chan error { return a.failed }
-
-// Stop stops the kubelet and kube-proxy, then containerd. Containers keep
-// running in their shims.
-func (a *Agent) Stop() {
-	for _, stop := range a.stops {
-		stop()
+// Components are the node's parts, in the order they start and the reverse
+// of the order they stop. The node's credentials (the kubeconfigs in cfg)
+// must exist when the first one starts. Stopping them stops the kubelet,
+// kube-proxy and containerd; containers keep running in their shims.
+func Components(cfg *config.Agent) []lifecycle.Component {
+	n := &node{cfg: cfg}
+	parts := []lifecycle.Component{
+		lifecycle.Step("node setup", n.setup),
+		lifecycle.Run("containerd", n.runContainerd).WithSetup(n.startContainerd).WithReady(n.containerdReady),
+		// The pause image must be in before the first pod sandbox; the
+		// other system images and the user's archives are imported beside
+		// the kubelet's start, which does not wait for them.
+		lifecycle.Run("images", n.runImages).WithSetup(n.importSandbox),
+		lifecycle.Run("kubelet", n.runKubelet),
+		lifecycle.Run("kube-proxy", n.runKubeProxy),
+		lifecycle.Run("pod network", n.runPodNetwork),
 	}
+	if cfg.LocalStoragePath != "" {
+		parts = append(parts, lifecycle.Run("local-path provisioner", n.runLocalPath))
+	}
+	return parts
 }
 
-// Start starts the node. The node's credentials (see pki.EnsureNode and the
-// kubeconfigs in cfg) must already be in place.
-func Start(ctx context.Context, cfg *config.Agent) (_ *Agent, err error) {
-	a := &Agent{failed: make(chan error, 4)}
-	defer func() {
-		if err != nil {
-			a.Stop()
-		}
-	}()
-	binDir, err := payload.Unpack(cfg.DataDir)
-	if err != nil {
-		return nil, err
+// setup unpacks the node programs, sets the kernel parameters pods need and
+// renders containerd's configuration.
+func (n *node) setup(context.Context) error {
+	cfg := n.cfg
+	var err error
+	if n.binDir, err = payload.Unpack(cfg.DataDir); err != nil {
+		return err
 	}
 	if err := setSysctls(); err != nil {
-		return nil, err
+		return err
 	}
 	for _, dir := range []string{cfg.CNIConfDir(), cfg.ImagesDir(), cfg.CNIStateDir()} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, err
+			return err
 		}
 	}
+	n.driver = cgroupDriver()
+	return nil
+}
 
-	driver := cgroupDriver()
-	restrictOOM := !hostcheck.Host{}.HasCapSysResource()
-	if restrictOOM {
-		klog.InfoS("This process lacks CAP_SYS_RESOURCE; containerd will not lower pods' oom_score_adj below its own (restrict_oom_score_adj)")
-	}
-	ctrdConfig, err := writeContainerdConfig(cfg, containerdValues{
-		Root: cfg.ContainerdRoot(), State: cfg.ContainerdState(), Socket: cfg.ContainerdSocket(),
-		BinDir: binDir, CNIConfDir: cfg.CNIConfDir(), SandboxImage: config.DefaultSandboxImage,
-		SystemdCgroup: driver == "systemd", RestrictOOMScoreAdj: restrictOOM,
-		NodeName: cfg.NodeName, ClusterDNS: cfg.ClusterDNS.String(),
-	})
+// importSandbox connects to containerd and imports the pause image.
+func (n *node) importSandbox(ctx context.Context) error {
+	client, err := containerd.New(n.cfg.ContainerdSocket(), containerd.WithDefaultNamespace(config.ContainerdNamespace))
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("connecting to containerd: %w", err)
 	}
-	ctrd, err := startContainerd(ctx, cfg, ctrdConfig, binDir)
-	if err != nil {
-		return nil, err
-	}
-	a.stops = append(a.stops, ctrd.stop)
-	go func() {
-		<-ctrd.done
-		a.report("containerd", fmt.Errorf("exited: %v; see %s", ctrd.err, filepath.Join(cfg.ContainerdRoot(), config.DefaultContainerdLog)))
-	}()
-
-	client, err := containerd.New(cfg.ContainerdSocket(), containerd.WithDefaultNamespace(config.ContainerdNamespace))
-	if err != nil {
-		return nil, fmt.Errorf("connecting to containerd: %w", err)
-	}
-	a.stops = append([]func(){func() { client.Close() }}, a.stops...)
-	im := newImporter(client, filepath.Join(cfg.AgentDir(), "images.json"))
+	n.client = client
+	n.importer = newImporter(client, filepath.Join(n.cfg.AgentDir(), "images.json"))
 	embedded, err := payload.Images()
 	if err != nil {
-		return nil, err
+		client.Close()
+		return err
 	}
-	// The pause image must be there before the first pod sandbox; the
-	// other system images (CoreDNS) and user archives are imported beside
-	// the kubelet's start, which does not wait for them.
-	sandbox := map[string]payload.Archive{sandboxArchive: embedded[sandboxArchive]}
+	if err := n.importer.importEmbedded(ctx, map[string]payload.Archive{sandboxArchive: embedded[sandboxArchive]}); err != nil {
+		client.Close()
+		return err
+	}
+	return nil
+}
+
+// runImages imports the other embedded images, then every archive in the
+// images directory, as they come, until ctx ends.
+func (n *node) runImages(ctx context.Context) error {
+	defer n.client.Close()
+	embedded, err := payload.Images()
+	if err != nil {
+		return err
+	}
 	delete(embedded, sandboxArchive)
-	if err := im.importEmbedded(ctx, sandbox); err != nil {
-		return nil, err
+	if err := n.importer.importEmbedded(ctx, embedded); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("system images: %w", err)
 	}
-	a.goBackground(func(ctx context.Context) {
-		if err := im.importEmbedded(ctx, embedded); err != nil && ctx.Err() == nil {
-			a.report("system images", err)
-		}
-		im.watchDir(ctx, cfg.ImagesDir())
-	})
+	n.importer.watchDir(ctx, n.cfg.ImagesDir())
+	return nil
+}
 
-	kubeletConfig, err := writeKubeletConfig(cfg, driver)
+func (n *node) runKubelet(ctx context.Context) error {
+	kubeletConfig, err := writeKubeletConfig(n.cfg, n.driver)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	args := kubeletArgs(cfg, kubeletConfig)
+	args := kubeletArgs(n.cfg, kubeletConfig)
 	logArgs("kubelet", args)
-	a.goComponent("kubelet", func(ctx context.Context) error { return runKubelet(ctx, args) })
+	return runKubelet(ctx, args)
+}
 
-	proxyArgs := kubeProxyArgs(cfg, proxyMode())
-	logArgs("kube-proxy", proxyArgs)
-	a.goComponent("kube-proxy", func(ctx context.Context) error { return runKubeProxy(ctx, proxyArgs) })
+func (n *node) runKubeProxy(ctx context.Context) error {
+	args := kubeProxyArgs(n.cfg, proxyMode())
+	logArgs("kube-proxy", args)
+	return runKubeProxy(ctx, args)
+}
 
-	nodeClient, err := kubeclient.New(cfg.KubeletKubeconfig(), "skiff-agent")
+// runPodNetwork writes the CNI configuration once the node has its pod
+// CIDR, then has nothing more to do until the node stops.
+func (n *node) runPodNetwork(ctx context.Context) error {
+	client, err := kubeclient.New(n.cfg.KubeletKubeconfig(), "skiff-agent")
 	if err != nil {
-		return nil, err
+		return err
 	}
-	a.goBackground(func(ctx context.Context) {
-		if err := writePodNetwork(ctx, cfg, nodeClient); err != nil && ctx.Err() == nil {
-			a.report("pod network", err)
-		}
-	})
-	if cfg.LocalStoragePath != "" {
-		storageClient, err := kubeclient.New(cfg.LocalPathKubeconfig(), "skiff-agent")
-		if err != nil {
-			return nil, err
-		}
-		a.goComponent("local-path provisioner", func(ctx context.Context) error {
-			return localpath.Run(ctx, storageClient, cfg.NodeName, cfg.LocalStoragePath)
-		})
+	if err := writePodNetwork(ctx, n.cfg, client); err != nil && ctx.Err() == nil {
+		return err
 	}
-	return a, nil
+	<-ctx.Done()
+	return nil
 }
 
-func (a *Agent) report(part string, err error) {
-	select {
-	case a.failed <- fmt.Errorf("%s: %w", part, err):
-	default:
+func (n *node) runLocalPath(ctx context.Context) error {
+	client, err := kubeclient.New(n.cfg.LocalPathKubeconfig(), "skiff-agent")
+	if err != nil {
+		return err
 	}
-}
-
-// goComponent runs a long-lived part; stopping cancels it and waits for it
-// (bounded), before anything started earlier is stopped.
-func (a *Agent) goComponent(name string, run func(context.Context) error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		err := run(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		if err == nil {
-			err = errors.New("exited unexpectedly")
-		}
-		a.report(name, err)
-	}()
-	a.stops = append([]func(){func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(stopTimeout):
-			klog.InfoS("Gave up waiting for component to stop", "component", name, "timeout", stopTimeout)
-		}
-	}}, a.stops...)
-}
-
-// goBackground runs a helper that ends with its context.
-func (a *Agent) goBackground(run func(context.Context)) {
-	ctx, cancel := context.WithCancel(context.Background())
-	go run(ctx)
-	a.stops = append([]func(){cancel}, a.stops...)
+	return localpath.Run(ctx, client, n.cfg.NodeName, n.cfg.LocalStoragePath)
 }
 
 func logArgs(component string, args []string) {

@@ -17,7 +17,9 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/skiff-dev/skiff/internal/lifecycle"
 	"github.com/skiff-dev/skiff/pkg/config"
+	"github.com/skiff-dev/skiff/pkg/hostcheck"
 )
 
 // containerdProcess is containerd running as a child of skiff (`skiff
@@ -29,52 +31,88 @@ type containerdProcess struct {
 	err  error
 }
 
-// startContainerd starts containerd with the rendered config and waits until
-// its socket and its CRI answer. binDir goes first on its PATH, so containerd
-// finds the runc shim and the shim finds runc.
+// containerdStopGrace is how long containerd gets to stop after SIGTERM
+// before it is killed: within the runner's bound on every part's stop.
+const containerdStopGrace = lifecycle.DefaultStopTimeout * 8 / 10
+
+// startContainerd renders containerd's config and starts it. binDir goes
+// first on its PATH, so containerd finds the runc shim and the shim finds
+// runc.
 //
 // containerd gets SIGKILL if skiff dies (Pdeathsig), but the shims it starts
 // run in sessions of their own: containers keep running while skiff and
 // containerd restart, and the new containerd reconnects to their shims (what
 // k3s does).
-func startContainerd(ctx context.Context, cfg *config.Agent, configPath, binDir string) (*containerdProcess, error) {
+func (n *node) startContainerd(context.Context) error {
+	cfg := n.cfg
+	restrictOOM := !hostcheck.Host{}.HasCapSysResource()
+	if restrictOOM {
+		klog.InfoS("This process lacks CAP_SYS_RESOURCE; containerd will not lower pods' oom_score_adj below its own (restrict_oom_score_adj)")
+	}
+	configPath, err := writeContainerdConfig(cfg, containerdValues{
+		Root: cfg.ContainerdRoot(), State: cfg.ContainerdState(), Socket: cfg.ContainerdSocket(),
+		BinDir: n.binDir, CNIConfDir: cfg.CNIConfDir(), SandboxImage: config.DefaultSandboxImage,
+		SystemdCgroup: n.driver == "systemd", RestrictOOMScoreAdj: restrictOOM,
+		NodeName: cfg.NodeName, ClusterDNS: cfg.ClusterDNS.String(),
+	})
+	if err != nil {
+		return err
+	}
 	self, err := os.Executable()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, dir := range []string{cfg.ContainerdRoot(), cfg.ContainerdState()} {
 		if err := os.MkdirAll(dir, 0o711); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	logPath := filepath.Join(cfg.ContainerdRoot(), config.DefaultContainerdLog)
+	logPath := containerdLog(cfg)
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("opening containerd's log: %w", err)
+		return fmt.Errorf("opening containerd's log: %w", err)
 	}
 	defer logFile.Close() // the child has its own descriptor
 	args := []string{"containerd", "--config", configPath}
 	cmd := exec.Command(self, args...)
 	cmd.Env = append(withoutEnv(os.Environ(), "PATH", "NOTIFY_SOCKET"),
-		"PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
+		"PATH="+n.binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// Its own process group: a Ctrl-C at the terminal reaches skiff, which
 	// stops containerd last, after the kubelet.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	klog.InfoS("Running containerd", "args", strings.Join(args[1:], " "), "log", logPath, "path", binDir)
+	klog.InfoS("Running containerd", "args", strings.Join(args[1:], " "), "log", logPath, "path", n.binDir)
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting containerd: %w", err)
+		return fmt.Errorf("starting containerd: %w", err)
 	}
 	p := &containerdProcess{cmd: cmd, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		close(p.done)
 	}()
-	if err := p.waitReady(ctx, cfg.ContainerdSocket(), logPath); err != nil {
-		p.stop()
-		return nil, err
+	n.ctrd = p
+	return nil
+}
+
+func containerdLog(cfg *config.Agent) string {
+	return filepath.Join(cfg.ContainerdRoot(), config.DefaultContainerdLog)
+}
+
+// containerdReady waits until containerd's CRI answers.
+func (n *node) containerdReady(ctx context.Context) error {
+	return n.ctrd.waitReady(ctx, n.cfg.ContainerdSocket(), containerdLog(n.cfg))
+}
+
+// runContainerd watches containerd until ctx ends, then stops it; its
+// exiting before that is a failure.
+func (n *node) runContainerd(ctx context.Context) error {
+	select {
+	case <-n.ctrd.done:
+		return fmt.Errorf("exited: %v; see %s", n.ctrd.err, containerdLog(n.cfg))
+	case <-ctx.Done():
+		n.ctrd.stop()
+		return nil
 	}
-	return p, nil
 }
 
 func (p *containerdProcess) waitReady(ctx context.Context, socket, logPath string) error {
@@ -117,8 +155,8 @@ func (p *containerdProcess) stop() {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
-	case <-time.After(10 * time.Second):
-		klog.InfoS("containerd did not stop within 10s; killing it")
+	case <-time.After(containerdStopGrace):
+		klog.InfoS("containerd did not stop in time; killing it", "after", containerdStopGrace)
 		_ = p.cmd.Process.Kill()
 		<-p.done
 	}

@@ -20,6 +20,8 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/kubernetes/pkg/util/taints"
 
+	"github.com/skiff-dev/skiff/internal/lifecycle"
+	"github.com/skiff-dev/skiff/pkg/agent"
 	"github.com/skiff-dev/skiff/pkg/config"
 	"github.com/skiff-dev/skiff/pkg/datastore"
 	"github.com/skiff-dev/skiff/pkg/server"
@@ -207,7 +209,47 @@ func runServer(cfg *config.Server) error {
 	cfg.NotifySocket = os.Getenv("NOTIFY_SOCKET")
 	os.Unsetenv("NOTIFY_SOCKET")
 	klog.InfoS("Starting skiff server", "version", version.Version, "kubernetes", version.Kubernetes(), "dataDir", cfg.DataDir)
-	return server.Run(ctx, cfg)
+	parts, closeServer, err := serverParts(cfg)
+	if err != nil {
+		return err
+	}
+	defer closeServer()
+	err = (&lifecycle.Runner{Components: parts}).Run(ctx)
+	klog.InfoS("skiff server stopped")
+	return err
+}
+
+// serverParts checks everything that can fail on bad input before it writes
+// anything, then prepares the control plane and, unless --disable-agent,
+// this machine's node, as one ordered list of parts.
+func serverParts(cfg *config.Server) ([]lifecycle.Component, func(), error) {
+	srv, err := server.New(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	var node *config.Agent
+	if !cfg.DisableAgent {
+		if node, err = srv.NodeConfig(); err == nil {
+			err = agent.Preflight(node)
+		}
+	}
+	if err == nil {
+		err = srv.Init()
+	}
+	if err == nil && node != nil {
+		err = srv.InitNode(node)
+	}
+	if err != nil {
+		srv.Close()
+		return nil, nil, err
+	}
+	parts := srv.Components()
+	nodeName := ""
+	if node != nil {
+		parts = append(parts, agent.Components(node)...)
+		nodeName = node.NodeName
+	}
+	return append(parts, srv.Ready(nodeName)), srv.Close, nil
 }
 
 // setVerbosity sets klog's verbosity, which all in-process components share.

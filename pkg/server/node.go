@@ -14,9 +14,9 @@ import (
 	"github.com/skiff-dev/skiff/pkg/pki"
 )
 
-// nodeConfig is the configuration of the server's own node agent, which
-// reaches the apiserver at serverURL.
-func nodeConfig(cfg *config.Server, advertise net.IP, serverURL string) (*config.Agent, error) {
+// NodeConfig is the configuration of the server's own node agent.
+func (s *Server) NodeConfig() (*config.Agent, error) {
+	cfg, advertise, serverURL := s.cfg, s.advertise, s.LocalURL()
 	name := cfg.NodeName
 	if name == "" {
 		host, err := os.Hostname()
@@ -52,9 +52,10 @@ func nodeConfig(cfg *config.Server, advertise net.IP, serverURL string) (*config
 	}, nil
 }
 
-// writeNodeCredentials gives the server's own node its certificates and
-// kubeconfigs, issued by the server's CAs: the in-process side of joining.
-func writeNodeCredentials(serverTLS pki.Dir, node *config.Agent) error {
+// InitNode gives the server's own node its certificates and kubeconfigs,
+// issued by the server's CAs: the in-process side of joining.
+func (s *Server) InitNode(node *config.Agent) error {
+	serverTLS := s.tls
 	nodeTLS := pki.Dir(node.TLSDir())
 	names := certutil.AltNames{DNSNames: []string{node.NodeName, "localhost"}, IPs: []net.IP{node.NodeIP, net.IPv4(127, 0, 0, 1)}}
 	if err := pki.EnsureNode(serverTLS, nodeTLS, node.NodeName, names); err != nil {

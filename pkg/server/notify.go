@@ -12,18 +12,12 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// waitNodeReady waits until this server's own node reports Ready, or a
-// component fails, or ctx ends. It has no deadline of its own: a service
-// manager (systemd's start timeout) or install.sh decides how long is too
-// long, and a slow node is still starting, not broken.
-func waitNodeReady(ctx context.Context, client kubernetes.Interface, node string, failed <-chan error) error {
-	var componentErr error
-	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		select {
-		case componentErr = <-failed:
-			return false, componentErr
-		default:
-		}
+// waitNodeReady waits until this server's own node reports Ready, or ctx
+// ends (the runner ends it when a part fails). It has no deadline of its
+// own: a service manager (systemd's start timeout) or install.sh decides how
+// long is too long, and a slow node is still starting, not broken.
+func waitNodeReady(ctx context.Context, client kubernetes.Interface, node string) error {
+	return wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		n, err := client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 		if err != nil {
 			return false, nil // not registered yet, or a transient error
@@ -35,10 +29,6 @@ func waitNodeReady(ctx context.Context, client kubernetes.Interface, node string
 		}
 		return false, nil
 	})
-	if componentErr != nil {
-		return componentErr
-	}
-	return err
 }
 
 // notifyReady tells the service manager listening on socket (systemd's

@@ -1,6 +1,6 @@
-// Package server runs `skiff server`: the datastore, the PKI and the
-// control-plane components in one process, started in dependency order and
-// stopped in the reverse order.
+// Package server is `skiff server`'s control plane: the datastore, the PKI,
+// the upstream apiserver, controller-manager and scheduler in one process,
+// and skiff's own controllers, as parts for the lifecycle runner.
 package server
 
 import (
@@ -20,7 +20,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/skiff-dev/skiff/internal/kubeclient"
-	"github.com/skiff-dev/skiff/pkg/agent"
+	"github.com/skiff-dev/skiff/internal/lifecycle"
 	"github.com/skiff-dev/skiff/pkg/config"
 	"github.com/skiff-dev/skiff/pkg/control"
 	"github.com/skiff-dev/skiff/pkg/datastore"
@@ -28,236 +28,183 @@ import (
 	"github.com/skiff-dev/skiff/pkg/simnode"
 )
 
-// shutdownTimeout bounds how long each stage of shutdown may take before
-// skiff gives up waiting and exits anyway.
-const shutdownTimeout = 10 * time.Second
-
 // readyTimeout bounds the wait for the apiserver's /readyz at start; an
 // external datastore that is slow to answer is the usual reason to hit it.
 const readyTimeout = 3 * time.Minute
 
-// Run runs the control plane until ctx ends or a component fails. Nothing is
-// written before every check that can fail on bad input has passed.
-func Run(ctx context.Context, cfg *config.Server) error {
-	start := time.Now()
-	tlsDir := pki.Dir(cfg.TLSDir())
-	advertise := advertiseAddress(cfg)
+// Server is `skiff server`'s control plane: checked by New, its state
+// written by Init, run as the parts Components returns.
+type Server struct {
+	cfg       *config.Server
+	tls       pki.Dir
+	advertise net.IP
+	listener  net.Listener
+	port      int
+	cmArgs    []string
+	schedArgs []string
+	lock      *os.File
+	admin     kubernetes.Interface
+	db        *datastore.Backend // set once the datastore has started
+	start     time.Time
+}
 
-	// Checks that must pass before any state is touched.
-	apiListener, err := listen("apiserver", "--https-listen-port", cfg.BindAddress, cfg.HTTPSListenPort)
-	if err != nil {
-		return err
+// New makes every check that can fail on bad input (the apiserver's port,
+// which it binds and keeps, the other components' ports and arguments)
+// and writes nothing.
+func New(cfg *config.Server) (*Server, error) {
+	s := &Server{cfg: cfg, tls: pki.Dir(cfg.TLSDir()), advertise: advertiseAddress(cfg), start: time.Now()}
+	var err error
+	if s.listener, err = listen("apiserver", "--https-listen-port", cfg.BindAddress, cfg.HTTPSListenPort); err != nil {
+		return nil, err
 	}
-	defer apiListener.Close()
-	port := apiListener.Addr().(*net.TCPAddr).Port
-	controllerKubeconfig := filepath.Join(cfg.CredDir(), "controller.kubeconfig")
-	schedulerKubeconfig := filepath.Join(cfg.CredDir(), "scheduler.kubeconfig")
-	cmArgs := control.ControllerManagerArgs(cfg, tlsDir, controllerKubeconfig)
-	schedArgs := control.SchedulerArgs(cfg, schedulerKubeconfig)
-	if err := checkComponents(control.APIServerArgs(cfg, port, tlsDir, &datastore.Backend{}, advertise), cmArgs, schedArgs); err != nil {
-		return err
+	s.port = s.listener.Addr().(*net.TCPAddr).Port
+	s.cmArgs = control.ControllerManagerArgs(cfg, s.tls, s.kubeconfig("controller"))
+	s.schedArgs = control.SchedulerArgs(cfg, s.kubeconfig("scheduler"))
+	if err := checkComponents(control.APIServerArgs(cfg, s.port, s.tls, &datastore.Backend{}, s.advertise), s.cmArgs, s.schedArgs); err != nil {
+		s.Close()
+		return nil, err
 	}
-	local := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	var agentCfg *config.Agent
-	if !cfg.DisableAgent {
-		if agentCfg, err = nodeConfig(cfg, advertise, local); err != nil {
-			return err
-		}
-		if err := agent.Preflight(agentCfg); err != nil {
-			return err
-		}
-	}
-	lock, err := lockDataDir(cfg.ServerDir())
-	if err != nil {
-		return err
-	}
-	defer lock.Close()
+	return s, nil
+}
 
-	// State: certificates and the components' kubeconfigs.
-	if err := writeCredentials(cfg, tlsDir, advertise, local); err != nil {
+// Close releases the port and the data dir's lock.
+func (s *Server) Close() {
+	s.listener.Close()
+	if s.lock != nil {
+		s.lock.Close()
+	}
+}
+
+// LocalURL is the apiserver's address for clients on this host.
+func (s *Server) LocalURL() string {
+	return "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
+}
+
+// AdvertiseAddress is the address other nodes and the kubernetes Service use.
+func (s *Server) AdvertiseAddress() net.IP { return s.advertise }
+
+func (s *Server) kubeconfig(name string) string {
+	return filepath.Join(s.cfg.CredDir(), name+".kubeconfig")
+}
+
+// Init locks the data dir and writes the certificates and the components'
+// kubeconfigs: the first state the server writes.
+func (s *Server) Init() error {
+	var err error
+	if s.lock, err = lockDataDir(s.cfg.ServerDir()); err != nil {
 		return err
 	}
-	if agentCfg != nil {
-		if err := writeNodeCredentials(tlsDir, agentCfg); err != nil {
-			return err
-		}
+	if err := writeCredentials(s.cfg, s.tls, s.advertise, s.LocalURL()); err != nil {
+		return err
 	}
-	adminKubeconfig := filepath.Join(cfg.CredDir(), "admin.kubeconfig")
 	// The server's own view of the API, for its readiness checks; each
-	// controller below makes its own client, named after it.
-	adminRC, err := kubeclient.Config(adminKubeconfig, "skiff-server")
+	// controller makes its own client, named after it.
+	rc, err := kubeclient.Config(s.kubeconfig("admin"), "skiff-server")
 	if err != nil {
 		return err
 	}
-	adminRC.Timeout = 5 * time.Second
-	admin, err := kubernetes.NewForConfig(adminRC)
-	if err != nil {
-		return err
+	rc.Timeout = 5 * time.Second
+	s.admin, err = kubernetes.NewForConfig(rc)
+	return err
+}
+
+// Components are the control plane's parts in the order they start: the
+// datastore, the apiserver (ready once /readyz is ok), the
+// controller-manager and scheduler, skiff's own controllers, and last the
+// admin kubeconfig, whose writing says the control plane is up.
+func (s *Server) Components() []lifecycle.Component {
+	cfg := s.cfg
+	parts := []lifecycle.Component{
+		s.datastore(),
+		lifecycle.Run("kube-apiserver", func(ctx context.Context) error {
+			return control.RunAPIServer(ctx, control.APIServerArgs(cfg, s.port, s.tls, s.db, s.advertise), s.listener)
+		}).WithReady(func(ctx context.Context) error {
+			if err := waitReady(ctx, s.admin); err != nil {
+				return err
+			}
+			klog.InfoS("kube-apiserver is ready", "after", time.Since(s.start).Round(time.Millisecond))
+			return nil
+		}),
+		lifecycle.Run("kube-controller-manager", func(ctx context.Context) error {
+			return control.RunControllerManager(ctx, s.cmArgs)
+		}),
+		lifecycle.Run("kube-scheduler", func(ctx context.Context) error {
+			return control.RunScheduler(ctx, s.schedArgs)
+		}),
 	}
-
-	// The components each get their own context so that shutdown can stop
-	// them in reverse order of start; the process context only starts it.
-	dbCtx, stopDB := context.WithCancel(context.Background())
-	defer stopDB()
-	db, err := datastore.Start(dbCtx, cfg.Datastore, cfg.DBDir(), filepath.Join(cfg.ServerDir(), "kine.sock"))
-	if err != nil {
-		return fmt.Errorf("%w; check --datastore-endpoint and that the datastore is reachable", err)
-	}
-	defer func() {
-		stopDB()
-		waitOrTimeout("datastore", db.Wait)
-	}()
-
-	failed := make(chan error, 8) // room for every component: a failing one never blocks
-	apiCtx, stopAPI := context.WithCancel(context.Background())
-	apiDone := goRun(apiCtx, failed, "kube-apiserver", func(ctx context.Context) error {
-		return control.RunAPIServer(ctx, control.APIServerArgs(cfg, port, tlsDir, db, advertise), apiListener)
-	})
-	defer func() {
-		stopAPI()
-		waitOrTimeout("kube-apiserver", func() { <-apiDone })
-	}()
-
-	if err := waitReady(ctx, admin, failed); err != nil {
-		if ctx.Err() != nil {
-			return nil // stopped while starting
-		}
-		return err
-	}
-	klog.InfoS("kube-apiserver is ready", "after", time.Since(start).Round(time.Millisecond))
-
-	ctlCtx, stopControllers := context.WithCancel(context.Background())
-	cmDone := goRun(ctlCtx, failed, "kube-controller-manager", func(ctx context.Context) error {
-		return control.RunControllerManager(ctx, cmArgs)
-	})
-	schedDone := goRun(ctlCtx, failed, "kube-scheduler", func(ctx context.Context) error {
-		return control.RunScheduler(ctx, schedArgs)
-	})
-	defer func() {
-		stopControllers()
-		waitOrTimeout("kube-controller-manager", func() { <-cmDone })
-		waitOrTimeout("kube-scheduler", func() { <-schedDone })
-	}()
-
 	if cfg.SimulatedNodes.Count > 0 {
-		simCtx, stopSim := context.WithCancel(context.Background())
-		simDone := goRun(simCtx, failed, "simulated nodes", func(ctx context.Context) error {
-			return runSimulatedNodes(ctx, adminKubeconfig, cfg.SimulatedNodes)
-		})
-		defer func() {
-			stopSim()
-			waitOrTimeout("simulated nodes", func() { <-simDone })
-		}()
+		parts = append(parts, lifecycle.Run("simulated nodes", func(ctx context.Context) error {
+			return runSimulatedNodes(ctx, s.kubeconfig("admin"), cfg.SimulatedNodes)
+		}))
 	}
-
-	if agentCfg != nil {
-		node, err := agent.Start(ctx, agentCfg)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("node agent: %w", err)
-		}
-		defer node.Stop()
-		go func() {
-			if err, ok := <-node.Failed(); ok {
-				failed <- fmt.Errorf("node agent: %w", err)
-			}
-		}()
-	}
-
-	addonCtx, stopAddons := context.WithCancel(context.Background())
-	addonsDone := goRun(addonCtx, failed, "add-on deployer", func(ctx context.Context) error {
-		return runAddons(ctx, cfg, adminKubeconfig)
-	})
-	defer func() {
-		stopAddons()
-		waitOrTimeout("add-on deployer", func() { <-addonsDone })
-	}()
+	parts = append(parts, lifecycle.Run("add-on deployer", func(ctx context.Context) error {
+		return runAddons(ctx, cfg, s.kubeconfig("admin"))
+	}))
 	if !slices.Contains(cfg.Disable, config.ServiceLB) {
-		lbDone := goRun(addonCtx, failed, "servicelb", func(ctx context.Context) error {
-			return runServiceLB(ctx, adminKubeconfig)
-		})
-		defer func() {
-			stopAddons()
-			waitOrTimeout("servicelb", func() { <-lbDone })
-		}()
+		parts = append(parts, lifecycle.Run("servicelb", func(ctx context.Context) error {
+			return runServiceLB(ctx, s.kubeconfig("admin"))
+		}))
 	}
-
-	kc := pki.Kubeconfig{Server: local, CA: tlsDir.Cert(pki.ServerCA), Cert: tlsDir.Cert(pki.ClientAdmin), Key: tlsDir.Key(pki.ClientAdmin), Embed: true}
-	if err := kc.Write(cfg.WriteKubeconfig, cfg.WriteKubeconfigMode); err != nil {
-		return fmt.Errorf("writing the admin kubeconfig %s: %w; choose another path with --write-kubeconfig", cfg.WriteKubeconfig, err)
-	}
-	klog.InfoS("skiff server is ready", "after", time.Since(start).Round(time.Millisecond), "kubeconfig", cfg.WriteKubeconfig)
-
-	// A service manager hears "ready" when the whole node is: with an
-	// agent, once its Node is Ready (what install.sh waits for too).
-	if agentCfg != nil {
-		if err := waitNodeReady(ctx, admin, agentCfg.NodeName, failed); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
+	return append(parts, lifecycle.Step("admin kubeconfig", func(context.Context) error {
+		kc := pki.Kubeconfig{Server: s.LocalURL(), CA: s.tls.Cert(pki.ServerCA), Cert: s.tls.Cert(pki.ClientAdmin), Key: s.tls.Key(pki.ClientAdmin), Embed: true}
+		if err := kc.Write(cfg.WriteKubeconfig, cfg.WriteKubeconfigMode); err != nil {
+			return fmt.Errorf("writing the admin kubeconfig %s: %w; choose another path with --write-kubeconfig", cfg.WriteKubeconfig, err)
 		}
-		klog.InfoS("This node is Ready", "node", agentCfg.NodeName, "after", time.Since(start).Round(time.Millisecond))
-	}
-	notifyReady(cfg.NotifySocket)
-
-	select {
-	case <-ctx.Done():
-		klog.InfoS("Shutting down skiff server")
+		klog.InfoS("skiff server is ready", "after", time.Since(s.start).Round(time.Millisecond), "kubeconfig", cfg.WriteKubeconfig)
 		return nil
-	case err := <-failed:
-		return err
-	}
+	}))
 }
 
-// goRun runs a component in a goroutine. An error it returns while its
-// context is still live is reported on failed; done closes when it returns.
-func goRun(ctx context.Context, failed chan<- error, name string, run func(context.Context) error) <-chan struct{} {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		err := run(ctx)
-		if ctx.Err() != nil {
-			klog.InfoS("Component stopped", "component", name)
-			return
+// datastore runs kine (or reaches an external etcd), ready once it listens.
+func (s *Server) datastore() lifecycle.Component {
+	started := make(chan struct{})
+	return lifecycle.Run("datastore", func(ctx context.Context) error {
+		db, err := datastore.Start(ctx, s.cfg.Datastore, s.cfg.DBDir(), filepath.Join(s.cfg.ServerDir(), "kine.sock"))
+		if err != nil {
+			return fmt.Errorf("%w; check --datastore-endpoint and that the datastore is reachable", err)
 		}
-		if err == nil {
-			err = errors.New("exited unexpectedly")
+		s.db = db
+		close(started)
+		<-ctx.Done()
+		db.Wait()
+		return nil
+	}).WithReady(func(ctx context.Context) error {
+		select {
+		case <-started:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-		failed <- fmt.Errorf("%s: %w", name, err)
-	}()
-	return done
+	})
 }
 
-func waitOrTimeout(name string, wait func()) {
-	done := make(chan struct{})
-	go func() { wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(shutdownTimeout):
-		klog.InfoS("Gave up waiting for component to stop", "component", name, "timeout", shutdownTimeout)
-	}
+// Ready is the last part: once the control plane is up and, with a node on
+// this server (node not empty), once that node is Ready, it says so in the
+// log and to the service manager (READY=1, what install.sh's systemd unit
+// waits for).
+func (s *Server) Ready(node string) lifecycle.Component {
+	return lifecycle.Step("readiness", func(ctx context.Context) error {
+		if node != "" {
+			if err := waitNodeReady(ctx, s.admin, node); err != nil {
+				return err
+			}
+			klog.InfoS("This node is Ready", "node", node, "after", time.Since(s.start).Round(time.Millisecond))
+		}
+		notifyReady(s.cfg.NotifySocket)
+		return nil
+	})
 }
 
 // waitReady polls the apiserver's /readyz as the admin until it says ok.
-func waitReady(ctx context.Context, client kubernetes.Interface, failed <-chan error) error {
+func waitReady(ctx context.Context, client kubernetes.Interface) error {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
-	var lastErr, componentErr error
+	var lastErr error
 	err := wait.PollUntilContextCancel(ctx, 20*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		select {
-		case componentErr = <-failed:
-			return false, componentErr
-		default:
-		}
 		_, lastErr = client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 		return lastErr == nil, nil
 	})
 	switch {
-	case componentErr != nil:
-		return componentErr
 	case err != nil && lastErr != nil && errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("kube-apiserver did not become ready within %s: %w", readyTimeout, lastErr)
 	}
