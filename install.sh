@@ -86,7 +86,7 @@ check_environment() {
 	*[!a-z0-9-]*) fatal "INSTALL_SKIFF_NAME=$INSTALL_SKIFF_NAME: only lowercase letters, digits and dashes" ;;
 	esac
 	if [ -n "${SKIFF_URL:-}" ] && [ -z "${SKIFF_TOKEN:-}" ] && [ -z "${SKIFF_TOKEN_FILE:-}" ]; then
-		fatal "SKIFF_URL is set but SKIFF_TOKEN is not: an agent needs the server's token (sudo cat /var/lib/skiff/server/token on the server)"
+		fatal "SKIFF_URL is set but SKIFF_TOKEN is not: an agent needs the server's agent token (sudo cat /var/lib/skiff/server/agent-token on the server)"
 	fi
 	# The service's environment file quotes each value in single quotes.
 	if env | grep -E '^(SKIFF_[A-Z0-9_]*|HTTPS?_PROXY|NO_PROXY)=' | grep -q "'"; then
@@ -196,9 +196,6 @@ setup_command() {
 		;;
 	*) fatal "unknown command \"$1\" in INSTALL_SKIFF_EXEC or the arguments: skiff installs as server or agent" ;;
 	esac
-	if [ "$CMD" = agent ] && ! "$BINARY_SRC" agent --help >/dev/null 2>&1; then
-		fatal "this skiff binary ($VERSION) has no \`skiff agent\` command yet, so it cannot join ${SKIFF_URL:-a server} as an agent; unset SKIFF_URL to install a server"
-	fi
 	CONFIG_ARGS_FILE=$(mktemp)
 	TEMP_FILES="$TEMP_FILES $CONFIG_ARGS_FILE"
 	for a in "$@"; do printf '%s\n' "$a"; done >"$CONFIG_ARGS_FILE"
@@ -657,23 +654,41 @@ said_ready() {
 	esac
 }
 
+# service_running reports whether the service runs (an agent has no admin
+# credentials to ask the API with).
+service_running() {
+	case $INIT in
+	systemd) systemctl is-active --quiet "$NAME" ;;
+	openrc) rc-service "$NAME" status >/dev/null 2>&1 ;;
+	none) "$SERVICE_SCRIPT" status >/dev/null 2>&1 ;;
+	esac
+}
+
+# ready_now reports whether skiff is up: the node Ready and the API
+# answering for a server; for an agent, its own word once (re)started, else
+# its service running.
+ready_now() {
+	if [ "$CMD" = agent ]; then
+		if [ -n "$STARTED" ]; then said_ready; else service_running; fi
+		return
+	fi
+	# A skiff just (re)started must say so itself (a Node's condition can
+	# still be the old process's); one that ran on must answer.
+	{ [ -z "$STARTED" ] || said_ready; } && [ -f "$KUBECONFIG_FILE" ] && kubectl_ get --raw=/readyz >/dev/null 2>&1 || return 1
+	[ "$what" = "the API" ] || kubectl_ wait --for=condition=Ready nodes --all --timeout=1s >/dev/null 2>&1
+}
+
 wait_ready() {
 	timeout=${INSTALL_SKIFF_READY_TIMEOUT:-300}
 	what="the node" READY_LINE="This node is Ready"
-	if [ "$(config_value disable-agent)" = true ] || [ "${SKIFF_DISABLE_AGENT:-}" = true ]; then
+	if [ "$CMD" = server ] && { [ "$(config_value disable-agent)" = true ] || [ "${SKIFF_DISABLE_AGENT:-}" = true ]; }; then
 		what="the API" READY_LINE="skiff server is ready"
 	fi
 	info "Waiting up to ${timeout}s for $what to be Ready"
 	SKIFF_PID=$(cat "$PID_FILE.skiff" 2>/dev/null || true)
 	start=$(date +%s)
 	while :; do
-		# A skiff just (re)started must say so itself (a Node's condition
-		# can still be the old process's); one that ran on must answer.
-		if { [ -z "$STARTED" ] || said_ready; } && [ -f "$KUBECONFIG_FILE" ] && kubectl_ get --raw=/readyz >/dev/null 2>&1; then
-			if [ "$what" = "the API" ] || kubectl_ wait --for=condition=Ready nodes --all --timeout=1s >/dev/null 2>&1; then
-				break
-			fi
-		fi
+		ready_now && break
 		if failed_since_start; then
 			show_log
 			fatal "skiff $CMD exited while starting (its log is above); fix the cause and run install.sh again"
@@ -708,8 +723,11 @@ main() {
 	/*) ;;
 	*) fatal "data-dir $DATA_DIR: must be an absolute path" ;;
 	esac
-	KUBECONFIG_FILE=$(config_value write-kubeconfig)
-	KUBECONFIG_FILE=${KUBECONFIG_FILE:-${SKIFF_WRITE_KUBECONFIG:-/etc/skiff/skiff.yaml}}
+	KUBECONFIG_FILE=
+	if [ "$CMD" = server ]; then
+		KUBECONFIG_FILE=$(config_value write-kubeconfig)
+		KUBECONFIG_FILE=${KUBECONFIG_FILE:-${SKIFF_WRITE_KUBECONFIG:-/etc/skiff/skiff.yaml}}
+	fi
 	info "Installing $VERSION from $BINARY_SRC to $BIN_DIR as the $INIT service $NAME"
 
 	install_binary
@@ -726,8 +744,13 @@ main() {
 	if start_service; then
 		wait_ready
 		echo
-		echo "skiff is running. As root:  $BIN_DIR/skiff kubectl get nodes"
-		echo "Any kubectl or client:      KUBECONFIG=$KUBECONFIG_FILE"
+		if [ "$CMD" = server ]; then
+			echo "skiff is running. As root:  $BIN_DIR/skiff kubectl get nodes"
+			echo "Any kubectl or client:      KUBECONFIG=$KUBECONFIG_FILE"
+			echo "Join more nodes with:       SKIFF_URL=https://<this host>:6443 SKIFF_TOKEN=\$(sudo cat $DATA_DIR/server/agent-token) ./install.sh"
+		else
+			echo "skiff agent is running: this node joined ${SKIFF_URL:-its server}"
+		fi
 		echo "Remove it with:             $UNINSTALL"
 	elif [ -z "$CHANGED" ]; then
 		info "Nothing changed"

@@ -7,6 +7,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,12 +33,18 @@ func Preflight(cfg *config.Agent) error {
 	host := hostcheck.Host{DataDir: cfg.DataDir}
 	if failed := hostcheck.Failed(host.Run()); len(failed) > 0 {
 		f := failed[0]
-		return fmt.Errorf("this host cannot run the node agent: %s: %s; %s (run `skiff check-config` for every check, or start with --disable-agent)", f.Name, f.Detail, f.Fix)
+		return fmt.Errorf("this host cannot run the node agent: %s: %s; %s (run `skiff check-config` for every check)", f.Name, f.Detail, f.Fix)
 	}
 	if _, err := kubeletServer(context.Background(), kubeletArgs(cfg, "")); err != nil {
 		return err
 	}
-	_, err := kubeProxyOptions(kubeProxyArgs(cfg, "iptables"))
+	// The cluster's CIDR comes from the server at the join; any valid one
+	// checks the arguments now.
+	check := *cfg
+	if check.ClusterCIDR == nil {
+		_, check.ClusterCIDR, _ = net.ParseCIDR(config.DefaultClusterCIDR)
+	}
+	_, err := kubeProxyOptions(kubeProxyArgs(&check, "iptables"))
 	return err
 }
 
@@ -69,9 +76,7 @@ func Components(cfg *config.Agent) []lifecycle.Component {
 		lifecycle.Run("kubelet", n.runKubelet),
 		lifecycle.Run("kube-proxy", n.runKubeProxy),
 		lifecycle.Run("pod network", n.runPodNetwork),
-	}
-	if cfg.LocalStoragePath != "" {
-		parts = append(parts, lifecycle.Run("local-path provisioner", n.runLocalPath))
+		lifecycle.Run("local-path provisioner", n.runLocalPath),
 	}
 	return parts
 }
@@ -162,7 +167,13 @@ func (n *node) runPodNetwork(ctx context.Context) error {
 	return nil
 }
 
+// runLocalPath provisions local-path volumes on this node, unless the
+// cluster has no local storage.
 func (n *node) runLocalPath(ctx context.Context) error {
+	if n.cfg.LocalStoragePath == "" {
+		<-ctx.Done()
+		return nil
+	}
 	client, err := kubeclient.New(n.cfg.LocalPathKubeconfig(), "skiff-agent")
 	if err != nil {
 		return err

@@ -111,19 +111,22 @@ func TestArchiveNames(t *testing.T) {
 
 func TestComponentArgs(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.ExtraKubeletArgs = []string{"max-pods=50"}
+	cfg.Node.ExtraKubeletArgs = []string{"max-pods=50"}
+	cfg.Node.Labels = []string{"a=b", "edge.example/zone=1"}
+	cfg.Node.Taints = []string{"dedicated=edge:NoSchedule"}
 	args := kubeletArgs(cfg, "/etc/kubelet.yaml")
-	if !slices.Contains(args, "--max-pods=50") || !slices.Contains(args, "--node-ip=192.0.2.2") || !slices.Contains(args, "--hostname-override=node-a") {
+	if !slices.Contains(args, "--max-pods=50") || !slices.Contains(args, "--node-ip=192.0.2.2") || !slices.Contains(args, "--hostname-override=node-a") ||
+		!slices.Contains(args, "--node-labels=a=b,edge.example/zone=1") || !slices.Contains(args, "--register-with-taints=dedicated=edge:NoSchedule") {
 		t.Errorf("kubelet args: %v", args)
 	}
 	if _, err := kubeletServer(t.Context(), args[:0]); err != nil {
 		t.Errorf("kubelet defaults do not parse: %v", err)
 	}
-	cfg.ExtraKubeletArgs = []string{"no-such-flag=1"}
+	cfg.Node.ExtraKubeletArgs = []string{"no-such-flag=1"}
 	if _, err := kubeletServer(t.Context(), kubeletArgs(cfg, "")); err == nil || !strings.Contains(err.Error(), "--kubelet-arg") {
 		t.Errorf("unknown kubelet flag: %v", err)
 	}
-	cfg.ExtraKubeProxyArgs = []string{"proxy-mode=nosuch"}
+	cfg.Node.ExtraKubeProxyArgs = []string{"proxy-mode=nosuch"}
 	if _, err := kubeProxyOptions(kubeProxyArgs(cfg, "iptables")); err == nil || !strings.Contains(err.Error(), "--kube-proxy-arg") {
 		t.Errorf("bad kube-proxy mode: %v", err)
 	}

@@ -101,14 +101,21 @@ func onlyLoopbackNameservers(conf string) bool {
 // kubeletArgs are the kubelet's command-line flags: the node-specific ones
 // that are not part of KubeletConfiguration, then the user's --kubelet-arg.
 func kubeletArgs(cfg *config.Agent, configFile string) []string {
-	return control.Args(map[string]string{
+	args := map[string]string{
 		"config":            configFile,
 		"kubeconfig":        cfg.KubeletKubeconfig(),
 		"hostname-override": cfg.NodeName,
 		"node-ip":           cfg.NodeIP.String(),
 		"root-dir":          config.DefaultKubeletRoot,
 		"cert-dir":          filepath.Join(cfg.AgentDir(), "kubelet-pki"),
-	}, cfg.ExtraKubeletArgs)
+	}
+	if len(cfg.Node.Labels) > 0 {
+		args["node-labels"] = strings.Join(cfg.Node.Labels, ",")
+	}
+	if len(cfg.Node.Taints) > 0 {
+		args["register-with-taints"] = strings.Join(cfg.Node.Taints, ",")
+	}
+	return control.Args(args, cfg.Node.ExtraKubeletArgs)
 }
 
 func writeKubeletConfig(cfg *config.Agent, cgroupDriver string) (string, error) {

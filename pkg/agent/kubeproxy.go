@@ -39,7 +39,7 @@ func kubeProxyArgs(cfg *config.Agent, mode string) []string {
 		"conntrack-max-per-core":            "0",
 		"conntrack-tcp-timeout-established": "0s",
 		"conntrack-tcp-timeout-close-wait":  "0s",
-	}, cfg.ExtraKubeProxyArgs)
+	}, cfg.Node.ExtraKubeProxyArgs)
 }
 
 // kubeProxyOptions parses kube-proxy's arguments with its own options type.

@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -17,18 +18,31 @@ func newConfigCommand() *cobra.Command {
 		Use:   "config",
 		Short: "Print the config file that a command's flags make, after checking them",
 	}
-	cmd.AddCommand(newServerConfigCommand())
+	server := &serverFlags{}
+	agent := &agentFlags{}
+	cmd.AddCommand(
+		configSubcommand("server", server.add, func(from origins) error {
+			_, err := server.serverConfig(from)
+			return err
+		}, "data-dir", "write-kubeconfig"),
+		configSubcommand("agent", agent.add, func(from origins) error {
+			_, err := agent.agentConfig(from)
+			return err
+		}, "data-dir"),
+	)
 	return cmd
 }
 
-func newServerConfigCommand() *cobra.Command {
-	f := &serverFlags{}
+// configSubcommand is `skiff config <command>`: it checks the command's
+// flags with check, as the command would, and prints those given, and the
+// always ones resolved, as a config file.
+func configSubcommand(command string, addFlags func(*pflag.FlagSet), check func(origins) error, always ...string) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "server [server flags]",
-		Short: "Check these `skiff server` flags (and SKIFF_* variables) and print them as a config file",
-		Long: "Check these `skiff server` flags and SKIFF_* variables as `skiff server` would, then print the\n" +
-			"flags given as a config file (keys are the flag names). data-dir and write-kubeconfig are always\n" +
-			"written, resolved, so the file says where the server keeps its state. Every value is a\n" +
+		Use:   command + " [" + command + " flags]",
+		Short: "Check these `skiff " + command + "` flags (and SKIFF_* variables) and print them as a config file",
+		Long: "Check these `skiff " + command + "` flags and SKIFF_* variables as `skiff " + command + "` would, then\n" +
+			"print the flags given as a config file (keys are the flag names). " + strings.Join(always, " and ") + " are\n" +
+			"always written, resolved, so the file says where state is kept. Every value is a\n" +
 			"double-quoted YAML string.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -36,19 +50,22 @@ func newServerConfigCommand() *cobra.Command {
 			if fs.Changed("config") {
 				return errors.New("--config names a file to read and has no place inside one")
 			}
-			given := map[string]bool{"data-dir": true, "write-kubeconfig": true}
+			given := map[string]bool{}
+			for _, name := range always {
+				given[name] = true
+			}
 			fs.Visit(func(fl *pflag.Flag) { given[fl.Name] = true })
 			from := origins{}
 			if err := applyEnv(fs, from); err != nil {
 				return err
 			}
-			if _, err := f.serverConfig(from); err != nil {
+			if err := check(from); err != nil {
 				return err
 			}
 			return writeConfigFile(cmd.OutOrStdout(), fs, given)
 		},
 	}
-	f.add(cmd.Flags())
+	addFlags(cmd.Flags())
 	return cmd
 }
 

@@ -12,11 +12,15 @@ import (
 // SKIFF_DATA_DIR, as k3s has K3S_DATA_DIR and the like.
 const EnvPrefix = "SKIFF_"
 
-// envName is the environment variable for a flag. The config file's is
-// SKIFF_CONFIG_FILE, as k3s's is K3S_CONFIG_FILE.
+// envName is the environment variable for a flag. As in k3s, the config
+// file's is SKIFF_CONFIG_FILE (K3S_CONFIG_FILE) and the server to join's
+// SKIFF_URL (K3S_URL).
 func envName(flag string) string {
-	if flag == "config" {
+	switch flag {
+	case "config":
 		return EnvPrefix + "CONFIG_FILE"
+	case "server":
+		return EnvPrefix + "URL"
 	}
 	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }

@@ -51,12 +51,60 @@ type serverFlags struct {
 	disableAgent        bool
 	disable             []string
 	localStoragePath    string
-	nodeName            string
-	nodeIP              string
-	kubeletArgs         []string
-	kubeProxyArgs       []string
+	flannelBackend      string
+	tokens              tokenFlags
+	node                config.Node
 	verbosity           int
 	simulated           simulatedFlags
+}
+
+// tokenFlags are the server's join tokens, given or read from files.
+type tokenFlags struct {
+	token, tokenFile, agentToken, agentTokenFile string
+}
+
+func (t *tokenFlags) add(fs *pflag.FlagSet) {
+	fs.StringVarP(&t.token, "token", "t", "", "Token (or passphrase) that joins servers and agents (default: kept in <data-dir>/server/token, made at the first start)")
+	fs.StringVar(&t.tokenFile, "token-file", "", "File holding --token")
+	fs.StringVar(&t.agentToken, "agent-token", "", "Token (or passphrase) that joins agents only (default: kept in <data-dir>/server/agent-token, made at the first start)")
+	fs.StringVar(&t.agentTokenFile, "agent-token-file", "", "File holding --agent-token")
+}
+
+// resolve reads the token files into the tokens.
+func (t *tokenFlags) resolve() (token, agentToken string, err error) {
+	if token, err = tokenFrom("token", t.token, t.tokenFile); err != nil {
+		return "", "", err
+	}
+	agentToken, err = tokenFrom("agent-token", t.agentToken, t.agentTokenFile)
+	return token, agentToken, err
+}
+
+// tokenFrom is a token given on its flag or, failing that, in the file its
+// -file flag names.
+func tokenFrom(flag, value, file string) (string, error) {
+	if value != "" || file == "" {
+		return value, nil
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("--%s-file: %w", flag, err)
+	}
+	if t := strings.TrimSpace(string(data)); t != "" {
+		return t, nil
+	}
+	return "", fmt.Errorf("--%s-file %s is empty", flag, file)
+}
+
+// addNodeFlags binds a node's own settings, the same on skiff server (its
+// own node) and skiff agent.
+func addNodeFlags(fs *pflag.FlagSet, n *config.Node) {
+	fs.StringVar(&n.Name, "node-name", "", "Name of this node (default: the host name)")
+	fs.BoolVar(&n.WithNodeID, "with-node-id", false, "Append a random suffix, kept in the data dir, to the node's name (for hosts that share a name)")
+	fs.StringVar(&n.IP, "node-ip", "", "IP address of this node (default: the address of the default route; a server's: its advertise address)")
+	fs.StringArrayVar(&n.Labels, "node-label", nil, "Label of this node, key=value (repeatable)")
+	fs.StringArrayVar(&n.Taints, "node-taint", nil, "Taint of this node, key=value:Effect (repeatable)")
+	fs.StringArrayVar(&n.ExtraKubeletArgs, "kubelet-arg", nil, "Extra kubelet flag as flag=value (repeatable)")
+	fs.StringArrayVar(&n.ExtraKubeProxyArgs, "kube-proxy-arg", nil, "Extra kube-proxy flag as flag=value (repeatable)")
 }
 
 type simulatedFlags struct {
@@ -89,10 +137,9 @@ func (f *serverFlags) add(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.disableAgent, "disable-agent", false, "Run only the control plane, no node agent")
 	fs.StringSliceVar(&f.disable, "disable", nil, "Add-ons not to deploy, and to remove if deployed: coredns, local-storage, metrics-server, servicelb (repeatable or comma-separated)")
 	fs.StringVar(&f.localStoragePath, "default-local-storage-path", "", "Directory for the local-path StorageClass's volumes (default: <data-dir>/storage)")
-	fs.StringVar(&f.nodeName, "node-name", "", "Name of this server's node (default: the host name)")
-	fs.StringVar(&f.nodeIP, "node-ip", "", "IP address of this server's node (default: the advertise address)")
-	fs.StringArrayVar(&f.kubeletArgs, "kubelet-arg", nil, "Extra kubelet flag as flag=value (repeatable)")
-	fs.StringArrayVar(&f.kubeProxyArgs, "kube-proxy-arg", nil, "Extra kube-proxy flag as flag=value (repeatable)")
+	fs.StringVar(&f.flannelBackend, "flannel-backend", config.DefaultFlannelBackend, "Pod network across nodes: "+strings.Join(config.FlannelBackends(), ", ")+" (none: bring your own CNI)")
+	f.tokens.add(fs)
+	addNodeFlags(fs, &f.node)
 	fs.IntVarP(&f.verbosity, "v", "v", 0, "Log verbosity")
 	sim := simnode.DefaultConfig()
 	fs.IntVar(&f.simulated.count, "simulated-nodes", 0, "Register this many simulated nodes that run pods without containers (for scale tests)")
@@ -155,12 +202,13 @@ func (f *serverFlags) serverConfig(from origins) (*config.Server, error) {
 		DisableAgent:               f.disableAgent,
 		Disable:                    f.disable,
 		DefaultLocalStoragePath:    f.localStoragePath,
-		NodeName:                   f.nodeName,
-		NodeIP:                     f.nodeIP,
-		ExtraKubeletArgs:           f.kubeletArgs,
-		ExtraKubeProxyArgs:         f.kubeProxyArgs,
+		FlannelBackend:             f.flannelBackend,
+		Node:                       f.node,
 	}
 	var err error
+	if cfg.Token, cfg.AgentToken, err = f.tokens.resolve(); err != nil {
+		return nil, err
+	}
 	if cfg.ClusterCIDR, err = config.ParseCIDR("cluster-cidr", f.clusterCIDR); err != nil {
 		return nil, wrap(err)
 	}
@@ -236,20 +284,19 @@ func serverParts(cfg *config.Server) ([]lifecycle.Component, func(), error) {
 	if err == nil {
 		err = srv.Init()
 	}
-	if err == nil && node != nil {
-		err = srv.InitNode(node)
-	}
 	if err != nil {
 		srv.Close()
 		return nil, nil, err
 	}
 	parts := srv.Components()
-	nodeName := ""
-	if node != nil {
-		parts = append(parts, agent.Components(node)...)
-		nodeName = node.NodeName
+	if node == nil {
+		return append(parts, srv.Ready()), srv.Close, nil
 	}
-	return append(parts, srv.Ready(nodeName)), srv.Close, nil
+	// The server's own node joins it like any other node.
+	node.Token = srv.AgentToken().String()
+	parts = append(parts, agent.Join(node))
+	parts = append(parts, agent.Components(node)...)
+	return append(parts, agent.Ready(node, cfg.NotifySocket)), srv.Close, nil
 }
 
 // setVerbosity sets klog's verbosity, which all in-process components share.

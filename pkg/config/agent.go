@@ -17,22 +17,27 @@ const (
 )
 
 // Agent is the configuration of the node agent: containerd, the kubelet and
-// kube-proxy for one node.
+// kube-proxy for one node. The node's own settings come from its flags; the
+// cluster's (CIDRs, DNS, the pod network's backend, local storage) from the
+// server, when the node joins.
 type Agent struct {
-	DataDir  string
+	DataDir string
+	// Node holds the node's own settings; NodeName and NodeIP are its
+	// name and address as resolved (see NewAgent).
+	Node     Node
 	NodeName string
 	NodeIP   net.IP
-	// ServerURL is the apiserver the kubelet and kube-proxy talk to.
+	// ServerURL is the apiserver the node joins and its kubelet and
+	// kube-proxy talk to; Token the join token.
 	ServerURL string
+	Token     string
 
-	ClusterCIDR   *net.IPNet
-	ServiceCIDR   *net.IPNet
-	ClusterDNS    net.IP
-	ClusterDomain string
-
-	ExtraKubeletArgs   []string
-	ExtraKubeProxyArgs []string
-
+	// The cluster's settings, from the server.
+	ClusterCIDR    *net.IPNet
+	ServiceCIDR    *net.IPNet
+	ClusterDNS     net.IP
+	ClusterDomain  string
+	FlannelBackend string
 	// LocalStoragePath holds the local-path volumes of this node; empty
 	// when the local-storage add-on is disabled.
 	LocalStoragePath string
@@ -47,6 +52,13 @@ func (a *Agent) AgentDir() string { return filepath.Join(a.DataDir, "agent") }
 
 // EtcDir holds the configuration files the agent renders.
 func (a *Agent) EtcDir() string { return filepath.Join(a.AgentDir(), "etc") }
+
+// PasswordFile holds the node's password, which proves to the server that
+// the node is the one that first took its name.
+func (a *Agent) PasswordFile() string { return filepath.Join(a.AgentDir(), "node-password") }
+
+// NodeIDFile holds the random suffix of --with-node-id.
+func (a *Agent) NodeIDFile() string { return filepath.Join(a.AgentDir(), "node-id") }
 
 // TLSDir holds the node's certificates, keys and CA bundles.
 func (a *Agent) TLSDir() string { return filepath.Join(a.AgentDir(), "tls") }

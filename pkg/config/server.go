@@ -26,7 +26,12 @@ const (
 	DefaultControllerPort       = 10257
 	DefaultSchedulerPort        = 10259
 	DefaultServiceNodePortRange = "30000-32767"
+	DefaultFlannelBackend       = "vxlan"
 )
+
+// FlannelBackends are the pod network's backends --flannel-backend takes;
+// none leaves the pod network across nodes to the user's CNI.
+func FlannelBackends() []string { return []string{"vxlan", "host-gw", "wireguard-native", "none"} }
 
 // Server is the configuration of `skiff server`.
 type Server struct {
@@ -51,20 +56,26 @@ type Server struct {
 	ExtraSchedulerArgs         []string
 
 	DisableAgent bool
+	// FlannelBackend is the pod network across nodes: vxlan, host-gw,
+	// wireguard-native, or none (the user brings a CNI).
+	FlannelBackend string
 	// Disable names add-ons (manifests/ file names) not to deploy.
 	Disable []string
 	// DefaultLocalStoragePath is where the local-path class keeps
 	// volumes; empty: <data-dir>/storage.
 	DefaultLocalStoragePath string
-	// NodeName and NodeIP name this server's own node; empty: the host
-	// name and the advertise address.
-	NodeName           string
-	NodeIP             string
-	ExtraKubeletArgs   []string
-	ExtraKubeProxyArgs []string
+	// Node holds the settings of this server's own node; its address is
+	// the advertise address unless they name one.
+	Node Node
 
 	// SimulatedNodes are registered and simulated by the server itself.
 	SimulatedNodes simnode.Config
+
+	// Token and AgentToken, when given, are the join tokens' credentials
+	// (K10<hash>::<credential> or a bare passphrase); empty: kept from
+	// the data dir, or made at the first start.
+	Token      string
+	AgentToken string
 
 	// NotifySocket is the service manager's socket ($NOTIFY_SOCKET of a
 	// systemd Type=notify unit), to be told READY=1 once the node is
@@ -83,6 +94,12 @@ func (s *Server) CredDir() string { return filepath.Join(s.ServerDir(), "cred") 
 
 // ManifestsDir holds the add-on manifests the deployer applies.
 func (s *Server) ManifestsDir() string { return filepath.Join(s.ServerDir(), "manifests") }
+
+// TokenFile holds the server token, which joins servers and agents.
+func (s *Server) TokenFile() string { return filepath.Join(s.ServerDir(), "token") }
+
+// AgentTokenFile holds the agent token, which joins agents only.
+func (s *Server) AgentTokenFile() string { return filepath.Join(s.ServerDir(), "agent-token") }
 
 // DBDir holds the default SQLite datastore.
 func (s *Server) DBDir() string { return filepath.Join(s.ServerDir(), "db") }

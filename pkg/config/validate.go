@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 
-	"k8s.io/apimachinery/pkg/util/validation"
 	netutils "k8s.io/utils/net"
 
 	"github.com/skiff-dev/skiff/manifests"
@@ -65,13 +64,11 @@ func (s *Server) Validate() error {
 			return &FieldError{"disable", name, "not an add-on; known: " + strings.Join(Addons(), ", ")}
 		}
 	}
-	if s.NodeIP != "" && net.ParseIP(s.NodeIP) == nil {
-		return &FieldError{"node-ip", s.NodeIP, "not an IP address"}
+	if err := s.Node.Validate(); err != nil {
+		return err
 	}
-	if s.NodeName != "" {
-		if errs := validation.IsDNS1123Subdomain(s.NodeName); len(errs) > 0 {
-			return &FieldError{"node-name", s.NodeName, strings.Join(errs, "; ")}
-		}
+	if !slices.Contains(FlannelBackends(), s.FlannelBackend) {
+		return &FieldError{"flannel-backend", s.FlannelBackend, "must be one of " + strings.Join(FlannelBackends(), ", ")}
 	}
 	if s.Datastore.CompactInterval < 0 {
 		return &FieldError{"datastore-compact-interval", s.Datastore.CompactInterval.String(), "cannot be negative"}
@@ -89,8 +86,6 @@ func (s *Server) Validate() error {
 		{"kube-apiserver-arg", s.ExtraAPIServerArgs},
 		{"kube-controller-manager-arg", s.ExtraControllerManagerArgs},
 		{"kube-scheduler-arg", s.ExtraSchedulerArgs},
-		{"kubelet-arg", s.ExtraKubeletArgs},
-		{"kube-proxy-arg", s.ExtraKubeProxyArgs},
 	} {
 		for _, a := range set.args {
 			if _, _, err := SplitArg(a); err != nil {

@@ -27,7 +27,7 @@ func validServer(t *testing.T) *Server {
 	return &Server{
 		DataDir: DefaultDataDir, BindAddress: DefaultBindAddress, HTTPSListenPort: DefaultHTTPSListenPort,
 		ClusterCIDR: cluster, ServiceCIDR: service, ClusterDNS: dns, ClusterDomain: DefaultClusterDomain,
-		WriteKubeconfig: DefaultKubeconfig, WriteKubeconfigMode: DefaultKubeconfigMode,
+		WriteKubeconfig: DefaultKubeconfig, WriteKubeconfigMode: DefaultKubeconfigMode, FlannelBackend: DefaultFlannelBackend,
 	}
 }
 

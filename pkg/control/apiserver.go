@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apiserver/pkg/server/flagz"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/kubernetes/cmd/kube-apiserver/app"
 	"k8s.io/kubernetes/cmd/kube-apiserver/app/options"
 
@@ -25,14 +27,16 @@ import (
 // when that is 0 (any free port).
 func APIServerArgs(cfg *config.Server, port int, tls pki.Dir, db *datastore.Backend, advertise net.IP) []string {
 	d := map[string]string{
-		"advertise-address":                  advertise.String(),
-		"allow-privileged":                   "true",
-		"anonymous-auth":                     "false",
-		"api-audiences":                      serviceAccountIssuer(cfg),
-		"authorization-mode":                 "Node,RBAC",
-		"bind-address":                       cfg.BindAddress,
-		"client-ca-file":                     tls.Cert(pki.ClientCA),
-		"enable-admission-plugins":           "NodeRestriction",
+		"advertise-address":        advertise.String(),
+		"allow-privileged":         "true",
+		"anonymous-auth":           "false",
+		"api-audiences":            serviceAccountIssuer(cfg),
+		"authorization-mode":       "Node,RBAC",
+		"bind-address":             cfg.BindAddress,
+		"client-ca-file":           tls.Cert(pki.ClientCA),
+		"enable-admission-plugins": "NodeRestriction",
+		// Join tokens are upstream bootstrap tokens (see pkg/supervisor).
+		"enable-bootstrap-token-auth":        "true",
 		"etcd-servers":                       strings.Join(db.Endpoints, ","),
 		"kubelet-certificate-authority":      tls.Cert(pki.ServerCA), // kubelets serve with certificates from it
 		"kubelet-client-certificate":         tls.Cert(pki.ClientAPIServer),
@@ -57,7 +61,7 @@ func APIServerArgs(cfg *config.Server, port int, tls pki.Dir, db *datastore.Back
 		// kubelet's and kube-proxy's informers keep theirs open to the end.
 		"shutdown-watch-termination-grace-period": "1s",
 		"storage-backend":                         "etcd3",
-		"tls-cert-file":                           tls.Cert(pki.ServingAPIServer),
+		"tls-cert-file":                           tls.Cert(pki.ServingAPIServerChain),
 		"tls-private-key-file":                    tls.Key(pki.ServingAPIServer),
 	}
 	if advertise.IsLoopback() {
@@ -84,7 +88,10 @@ func serviceAccountIssuer(cfg *config.Server) string {
 
 // RunAPIServer runs kube-apiserver until ctx ends, serving on ln (bound by
 // the caller so that a port in use is reported before anything starts).
-func RunAPIServer(ctx context.Context, args []string, ln net.Listener) error {
+// handlers serve paths of skiff's own (the join API) by prefix, behind the
+// apiserver's authentication, authorization and priority-and-fairness
+// filters, as its own non-REST paths are.
+func RunAPIServer(ctx context.Context, args []string, ln net.Listener, handlers map[string]http.Handler) error {
 	logArgs("kube-apiserver", args)
 	s, err := apiServerOptions(args)
 	if err != nil {
@@ -101,7 +108,31 @@ func RunAPIServer(ctx context.Context, args []string, ln net.Listener) error {
 	if errs := completed.Validate(); len(errs) != 0 {
 		return fmt.Errorf("kube-apiserver options: %w", utilerrors.NewAggregate(errs))
 	}
-	return app.Run(ctx, completed)
+	// app.Run's steps, with skiff's handlers added to the server chain
+	// before it runs.
+	if completed.InformerName, err = cache.NewInformerName("kube-apiserver"); err != nil {
+		return err
+	}
+	config, err := app.NewConfig(completed)
+	if err != nil {
+		return err
+	}
+	cc, err := config.Complete()
+	if err != nil {
+		return err
+	}
+	server, err := app.CreateServerChain(cc)
+	if err != nil {
+		return err
+	}
+	for prefix, h := range handlers {
+		server.GenericAPIServer.Handler.NonGoRestfulMux.HandlePrefix(prefix, h)
+	}
+	prepared, err := server.PrepareRun()
+	if err != nil {
+		return err
+	}
+	return prepared.Run(ctx)
 }
 
 func apiServerOptions(args []string) (*options.ServerRunOptions, error) {

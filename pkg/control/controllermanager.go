@@ -33,14 +33,17 @@ func ControllerManagerArgs(cfg *config.Server, tls pki.Dir, kubeconfig string) [
 		"cluster-signing-legacy-unknown-cert-file":        tls.Cert(pki.ServerCA),
 		"cluster-signing-legacy-unknown-key-file":         tls.Key(pki.ServerCA),
 		"configure-cloud-routes":                          "false",
-		"kubeconfig":                                      kubeconfig,
-		"leader-elect":                                    "false",
-		"profiling":                                       "false",
-		"root-ca-file":                                    tls.Cert(pki.ServerCA),
-		"secure-port":                                     strconv.Itoa(config.DefaultControllerPort),
-		"service-account-private-key-file":                tls.Key(pki.ServiceAccountKey),
-		"service-cluster-ip-range":                        cfg.ServiceCIDR.String(),
-		"use-service-account-credentials":                 "true",
+		// Upstream leaves the bootstrap token cleaner off; join tokens
+		// made with a TTL (skiff token create) must expire.
+		"controllers":                      "*,tokencleaner",
+		"kubeconfig":                       kubeconfig,
+		"leader-elect":                     "false",
+		"profiling":                        "false",
+		"root-ca-file":                     tls.Cert(pki.ServerCA),
+		"secure-port":                      strconv.Itoa(config.DefaultControllerPort),
+		"service-account-private-key-file": tls.Key(pki.ServiceAccountKey),
+		"service-cluster-ip-range":         cfg.ServiceCIDR.String(),
+		"use-service-account-credentials":  "true",
 	}
 	return Args(d, cfg.ExtraControllerManagerArgs)
 }

@@ -30,11 +30,15 @@ const (
 	RequestHeaderCA = "request-header-ca"
 
 	ServingAPIServer = "serving-kube-apiserver"
-	ClientAdmin      = "client-admin"
-	ClientAPIServer  = "client-kube-apiserver" // the apiserver's client certificate for kubelets
-	ClientController = "client-controller"
-	ClientScheduler  = "client-scheduler"
-	ClientAuthProxy  = "client-auth-proxy" // front proxy (aggregation layer)
+	// ServingAPIServerChain is the apiserver's certificate followed by the
+	// server CA, which the apiserver presents so that a joining node can
+	// check the CA against the hash its token pins.
+	ServingAPIServerChain = "serving-kube-apiserver-chain"
+	ClientAdmin           = "client-admin"
+	ClientAPIServer       = "client-kube-apiserver" // the apiserver's client certificate for kubelets
+	ClientController      = "client-controller"
+	ClientScheduler       = "client-scheduler"
+	ClientAuthProxy       = "client-auth-proxy" // front proxy (aggregation layer)
 
 	ServiceAccountKey = "service" // service.key signs tokens, service.pub verifies them
 
@@ -100,6 +104,9 @@ func Ensure(dir Dir, servingNames certutil.AltNames) error {
 		if err := ensureLeaf(dir, cas[l.ca], l); err != nil {
 			return err
 		}
+	}
+	if err := writeChain(dir, ServingAPIServer, ServerCA, ServingAPIServerChain); err != nil {
+		return err
 	}
 	return ensureServiceAccountKey(dir)
 }
@@ -190,6 +197,22 @@ func staleReason(cert *x509.Certificate, loadErr error, ca *authority, cfg certu
 		}
 	}
 	return ""
+}
+
+// writeChain writes a certificate followed by its CA's into one file.
+func writeChain(dir Dir, leaf, ca, chain string) error {
+	var data []byte
+	for _, name := range []string{leaf, ca} {
+		pem, err := os.ReadFile(dir.Cert(name))
+		if err != nil {
+			return err
+		}
+		data = append(data, pem...)
+	}
+	if err := WriteFileIfChanged(dir.Cert(chain), data, 0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", chain, err)
+	}
+	return nil
 }
 
 func ensureServiceAccountKey(dir Dir) error {

@@ -35,8 +35,13 @@ func TestEnsureKeepsWhatIsGoodAndReissuesForNewNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := readAll(t, dir)
-	if len(first) != 20 {
-		t.Errorf("%d files in the TLS dir, want 20", len(first))
+	if len(first) != 21 {
+		t.Errorf("%d files in the TLS dir, want 21", len(first))
+	}
+	// The apiserver presents its certificate with the server CA, which a
+	// joining node checks against its token.
+	if chain := first[ServingAPIServerChain+".crt"]; !bytes.Equal(chain, append(first[ServingAPIServer+".crt"], first[ServerCA+".crt"]...)) {
+		t.Errorf("the apiserver's chain is not its certificate then the server CA")
 	}
 	for name := range first {
 		fi, _ := os.Stat(filepath.Join(string(dir), name))

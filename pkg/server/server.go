@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,11 +22,13 @@ import (
 
 	"github.com/skiff-dev/skiff/internal/kubeclient"
 	"github.com/skiff-dev/skiff/internal/lifecycle"
+	"github.com/skiff-dev/skiff/internal/sdnotify"
 	"github.com/skiff-dev/skiff/pkg/config"
 	"github.com/skiff-dev/skiff/pkg/control"
 	"github.com/skiff-dev/skiff/pkg/datastore"
 	"github.com/skiff-dev/skiff/pkg/pki"
 	"github.com/skiff-dev/skiff/pkg/simnode"
+	"github.com/skiff-dev/skiff/pkg/supervisor"
 )
 
 // readyTimeout bounds the wait for the apiserver's /readyz at start; an
@@ -46,6 +49,10 @@ type Server struct {
 	admin     kubernetes.Interface
 	db        *datastore.Backend // set once the datastore has started
 	start     time.Time
+	// servingIPs are the apiserver certificate's addresses.
+	servingIPs []net.IP
+	// The join tokens (see tokens.go).
+	serverToken, agentToken supervisor.Token
 }
 
 // New makes every check that can fail on bad input (the apiserver's port,
@@ -83,6 +90,24 @@ func (s *Server) LocalURL() string {
 // AdvertiseAddress is the address other nodes and the kubernetes Service use.
 func (s *Server) AdvertiseAddress() net.IP { return s.advertise }
 
+// AgentToken is the token this server's own node joins with (after Init).
+func (s *Server) AgentToken() supervisor.Token { return s.agentToken }
+
+// agentConfig is what the join API tells nodes about the cluster.
+func (s *Server) agentConfig() supervisor.AgentConfig {
+	cfg := s.cfg
+	return supervisor.AgentConfig{
+		Servers:          []string{"https://" + net.JoinHostPort(s.advertise.String(), strconv.Itoa(s.port))},
+		ClusterCIDR:      cfg.ClusterCIDR.String(),
+		ServiceCIDR:      cfg.ServiceCIDR.String(),
+		ClusterDNS:       cfg.ClusterDNS.String(),
+		ClusterDomain:    cfg.ClusterDomain,
+		FlannelBackend:   cfg.FlannelBackend,
+		LocalStorage:     !slices.Contains(cfg.Disable, "local-storage"),
+		LocalStoragePath: cfg.DefaultLocalStoragePath,
+	}
+}
+
 func (s *Server) kubeconfig(name string) string {
 	return filepath.Join(s.cfg.CredDir(), name+".kubeconfig")
 }
@@ -94,7 +119,10 @@ func (s *Server) Init() error {
 	if s.lock, err = lockDataDir(s.cfg.ServerDir()); err != nil {
 		return err
 	}
-	if err := writeCredentials(s.cfg, s.tls, s.advertise, s.LocalURL()); err != nil {
+	if s.servingIPs, err = writeCredentials(s.cfg, s.tls, s.advertise, s.LocalURL()); err != nil {
+		return err
+	}
+	if err := s.ensureTokens(); err != nil {
 		return err
 	}
 	// The server's own view of the API, for its readiness checks; each
@@ -117,13 +145,21 @@ func (s *Server) Components() []lifecycle.Component {
 	parts := []lifecycle.Component{
 		s.datastore(),
 		lifecycle.Run("kube-apiserver", func(ctx context.Context) error {
-			return control.RunAPIServer(ctx, control.APIServerArgs(cfg, s.port, s.tls, s.db, s.advertise), s.listener)
+			join, err := supervisor.NewHandler(s.agentConfig(), s.tls, s.servingIPs, s.admin)
+			if err != nil {
+				return err
+			}
+			return control.RunAPIServer(ctx, control.APIServerArgs(cfg, s.port, s.tls, s.db, s.advertise), s.listener,
+				map[string]http.Handler{supervisor.PathPrefix: join})
 		}).WithReady(func(ctx context.Context) error {
 			if err := waitReady(ctx, s.admin); err != nil {
 				return err
 			}
 			klog.InfoS("kube-apiserver is ready", "after", time.Since(s.start).Round(time.Millisecond))
 			return nil
+		}),
+		lifecycle.Step("join access", func(ctx context.Context) error {
+			return supervisor.EnsureJoinAccess(ctx, s.admin, s.serverToken, s.agentToken)
 		}),
 		lifecycle.Run("kube-controller-manager", func(ctx context.Context) error {
 			return control.RunControllerManager(ctx, s.cmArgs)
@@ -178,19 +214,12 @@ func (s *Server) datastore() lifecycle.Component {
 	})
 }
 
-// Ready is the last part: once the control plane is up and, with a node on
-// this server (node not empty), once that node is Ready, it says so in the
-// log and to the service manager (READY=1, what install.sh's systemd unit
-// waits for).
-func (s *Server) Ready(node string) lifecycle.Component {
-	return lifecycle.Step("readiness", func(ctx context.Context) error {
-		if node != "" {
-			if err := waitNodeReady(ctx, s.admin, node); err != nil {
-				return err
-			}
-			klog.InfoS("This node is Ready", "node", node, "after", time.Since(s.start).Round(time.Millisecond))
-		}
-		notifyReady(s.cfg.NotifySocket)
+// Ready is the last part of a server without a node: it tells the service
+// manager the control plane is up (a node's own Ready part does so for a
+// server with one).
+func (s *Server) Ready() lifecycle.Component {
+	return lifecycle.Step("readiness", func(context.Context) error {
+		sdnotify.Ready(s.cfg.NotifySocket)
 		return nil
 	})
 }
@@ -228,18 +257,18 @@ func advertiseAddress(cfg *config.Server) net.IP {
 
 // writeCredentials makes sure the certificates exist and are good for the
 // current names, and writes the components' kubeconfigs for the server URL
-// local.
-func writeCredentials(cfg *config.Server, tlsDir pki.Dir, advertise net.IP, local string) error {
+// local. It returns the addresses the apiserver's certificate names.
+func writeCredentials(cfg *config.Server, tlsDir pki.Dir, advertise net.IP, local string) ([]net.IP, error) {
 	serviceIP, err := cfg.APIServerServiceIP()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	names := pki.ServingNames(cfg.ClusterDomain, serviceIP, []net.IP{advertise}, cfg.TLSSANs)
 	if err := pki.Ensure(tlsDir, names); err != nil {
-		return fmt.Errorf("certificates in %s: %w", tlsDir, err)
+		return nil, fmt.Errorf("certificates in %s: %w", tlsDir, err)
 	}
 	if err := os.MkdirAll(cfg.CredDir(), 0o700); err != nil {
-		return fmt.Errorf("creating %s: %w", cfg.CredDir(), err)
+		return nil, fmt.Errorf("creating %s: %w", cfg.CredDir(), err)
 	}
 	for name, cert := range map[string]string{
 		"admin.kubeconfig":      pki.ClientAdmin,
@@ -248,10 +277,10 @@ func writeCredentials(cfg *config.Server, tlsDir pki.Dir, advertise net.IP, loca
 	} {
 		kc := pki.Kubeconfig{Server: local, CA: tlsDir.Cert(pki.ServerCA), Cert: tlsDir.Cert(cert), Key: tlsDir.Key(cert)}
 		if err := kc.Write(filepath.Join(cfg.CredDir(), name), 0o600); err != nil {
-			return fmt.Errorf("writing kubeconfig: %w", err)
+			return nil, fmt.Errorf("writing kubeconfig: %w", err)
 		}
 	}
-	return nil
+	return names.IPs, nil
 }
 
 // runSimulatedNodes runs the simulator as the admin, with client limits

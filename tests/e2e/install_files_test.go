@@ -47,7 +47,8 @@ func TestInstallBadInput(t *testing.T) {
 		{"wrong architecture", []string{"INSTALL_SKIFF_BINARY=" + other}, nil, "is built for " + otherArch + ", but this machine is " + runtime.GOARCH},
 		{"bad server flag", []string{"INSTALL_SKIFF_BINARY=" + bin}, []string{"--cluster-cidr", "10.42.0.1/16"}, "did you mean 10.42.0.0/16"},
 		{"relative bin dir", []string{"INSTALL_SKIFF_BINARY=" + bin, "INSTALL_SKIFF_BIN_DIR=bin"}, nil, "INSTALL_SKIFF_BIN_DIR=bin: must be an absolute path"},
-		{"agent not there yet", []string{"INSTALL_SKIFF_BINARY=" + bin, "SKIFF_URL=https://192.0.2.1:6443", "SKIFF_TOKEN=t"}, nil, "no `skiff agent` command yet"},
+		{"agent without a token", []string{"INSTALL_SKIFF_BINARY=" + bin, "SKIFF_URL=https://192.0.2.1:6443"}, nil, "SKIFF_URL is set but SKIFF_TOKEN is not"},
+		{"agent with a bad server URL", []string{"INSTALL_SKIFF_BINARY=" + bin, "SKIFF_URL=192.0.2.1:6443", "SKIFF_TOKEN=t"}, nil, "not a URL such as https://"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			checkRefused(t, l, tc.env, tc.args, tc.want)

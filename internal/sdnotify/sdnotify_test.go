@@ -1,4 +1,4 @@
-package server
+package sdnotify
 
 import (
 	"net"
@@ -14,8 +14,8 @@ func TestNotifyReadySendsOneDatagram(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	notifyReady("") // no service manager: nothing to do, nothing sent
-	notifyReady(path)
+	Ready("") // no service manager: nothing to do, nothing sent
+	Ready(path)
 	if err := conn.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
 		t.Fatal(err)
 	}

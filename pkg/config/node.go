@@ -1,0 +1,83 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/kubernetes/pkg/util/taints"
+)
+
+// Node is a node's own settings: the same flags on `skiff server` (for the
+// server's own node) and `skiff agent`.
+type Node struct {
+	// Name is the node's name; empty: the host name.
+	Name string
+	// WithNodeID appends a random suffix, kept in the data dir, to the
+	// name, for hosts that share a name.
+	WithNodeID bool
+	// IP is the node's address; empty: the address of the default route.
+	IP     string
+	Labels []string // key=value, as kubectl label takes them
+	Taints []string // key=value:Effect, as kubectl taint takes them
+
+	ExtraKubeletArgs   []string
+	ExtraKubeProxyArgs []string
+}
+
+// Validate checks the node's settings, naming the flag of a bad one.
+func (n *Node) Validate() error {
+	if n.IP != "" && net.ParseIP(n.IP) == nil {
+		return &FieldError{"node-ip", n.IP, "not an IP address"}
+	}
+	if n.Name != "" {
+		if errs := validation.IsDNS1123Subdomain(n.Name); len(errs) > 0 {
+			return &FieldError{"node-name", n.Name, strings.Join(errs, "; ")}
+		}
+	}
+	if _, err := labels.ConvertSelectorToLabelsMap(strings.Join(n.Labels, ",")); err != nil {
+		return &FieldError{"node-label", strings.Join(n.Labels, ","), err.Error()}
+	}
+	if _, _, err := taints.ParseTaints(n.Taints); err != nil {
+		return &FieldError{"node-taint", strings.Join(n.Taints, ","), err.Error()}
+	}
+	for _, set := range []struct {
+		flag string
+		args []string
+	}{
+		{"kubelet-arg", n.ExtraKubeletArgs},
+		{"kube-proxy-arg", n.ExtraKubeProxyArgs},
+	} {
+		for _, a := range set.args {
+			if _, _, err := SplitArg(a); err != nil {
+				return &FieldError{set.flag, a, err.Error()}
+			}
+		}
+	}
+	return nil
+}
+
+// NewAgent is the configuration of a node that joins serverURL with token,
+// keeping its state in dataDir; defaultIP is its address unless the node's
+// settings name one. The cluster's settings are filled in when it joins.
+func NewAgent(dataDir string, node Node, serverURL, token string, defaultIP net.IP) (*Agent, error) {
+	name := node.Name
+	if name == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("reading the host name for the node's name: %w; set --node-name", err)
+		}
+		name = strings.ToLower(host)
+	}
+	ip := defaultIP
+	if node.IP != "" {
+		ip = net.ParseIP(node.IP)
+	}
+	return &Agent{
+		DataDir: dataDir, Node: node, NodeName: name, NodeIP: ip,
+		ServerURL: serverURL, Token: token, RunDir: DefaultRunDir,
+	}, nil
+}

@@ -1,0 +1,68 @@
+package supervisor
+
+// The join API's paths, under the apiserver's own port. The apiserver
+// authenticates every request (bootstrap tokens, client certificates) and
+// authorizes it with RBAC (JoinClusterRole) before the handler sees it.
+const (
+	PathPrefix = "/v1-skiff/"
+	PathConfig = PathPrefix + "config"
+	PathNode   = PathPrefix + "node"
+)
+
+// APIVersion is the version of the join API's types.
+const APIVersion = "skiff.dev/v1alpha1"
+
+// AgentConfig is what a server tells a joining node about the cluster.
+type AgentConfig struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"` // AgentConfig
+	// Servers are the apiserver URLs nodes use.
+	Servers       []string `json:"servers"`
+	ClusterCIDR   string   `json:"clusterCIDR"`
+	ServiceCIDR   string   `json:"serviceCIDR"`
+	ClusterDNS    string   `json:"clusterDNS"`
+	ClusterDomain string   `json:"clusterDomain"`
+	// FlannelBackend is the pod network's backend: vxlan, host-gw,
+	// wireguard-native, or none (the user brings a CNI).
+	FlannelBackend string `json:"flannelBackend"`
+	// LocalStorage says whether the local-path add-on runs, whose
+	// provisioner each node's agent runs; LocalStoragePath is the
+	// directory for its volumes, "" for <data-dir>/storage on each node.
+	LocalStorage     bool   `json:"localStorage"`
+	LocalStoragePath string `json:"localStoragePath,omitempty"`
+}
+
+// The certificates a node asks for, by the purpose it names in its
+// request. The server decides each one's identity; a request that asks for
+// another is refused.
+const (
+	CertKubeletClient  = "kubelet-client"  // system:node:<name>, system:nodes
+	CertKubeletServing = "kubelet-serving" // <name>, for the kubelet's port
+	CertKubeProxy      = "kube-proxy"      // system:kube-proxy
+	CertLocalPath      = "local-path"      // the local storage provisioner
+)
+
+// NodeRequest is a node's request for its certificates: it sends
+// certificate requests, never keys.
+type NodeRequest struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"` // NodeRequest
+	NodeName   string `json:"nodeName"`
+	// NodePassword proves the node is the one that first took its name.
+	NodePassword string `json:"nodePassword"`
+	// CSRs are PEM certificate requests by purpose (Cert* constants).
+	CSRs map[string]string `json:"csrs"`
+}
+
+// NodeResponse carries the node's signed certificates and the CAs it
+// trusts.
+type NodeResponse struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"` // NodeResponse
+	// Certificates are PEM certificates by purpose.
+	Certificates map[string]string `json:"certificates"`
+	// ServerCA verifies the apiserver; ClientCA the apiserver's calls to
+	// the kubelet.
+	ServerCA string `json:"serverCA"`
+	ClientCA string `json:"clientCA"`
+}
