@@ -205,7 +205,7 @@ func identity(cn string, orgs ...string) func(*x509.CertificateRequest) error {
 
 // servingNames accepts a kubelet serving certificate request for the node:
 // its name, localhost, and addresses; a node that is not on this host may
-// not name loopback or the apiserver's addresses.
+// not name the apiserver's addresses (loopback is every node's own).
 func (h *Handler) servingNames(node string, from net.IP) func(*x509.CertificateRequest) error {
 	return func(csr *x509.CertificateRequest) error {
 		if csr.Subject.CommonName != node || len(csr.Subject.Organization) > 0 {
@@ -223,8 +223,8 @@ func (h *Handler) servingNames(node string, from net.IP) func(*x509.CertificateR
 			return nil // the server's own node
 		}
 		for _, ip := range csr.IPAddresses {
-			if ip.IsLoopback() || slices.ContainsFunc(h.apiserverIPs, ip.Equal) {
-				return fmt.Errorf("asks for the address %s, which is the apiserver's or loopback", ip)
+			if !ip.IsLoopback() && slices.ContainsFunc(h.apiserverIPs, ip.Equal) {
+				return fmt.Errorf("asks for the address %s, which is the apiserver's", ip)
 			}
 		}
 		return nil

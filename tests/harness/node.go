@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // BusyboxImage is the test image scripts/busybox-image.sh builds.
@@ -175,4 +176,36 @@ func processes() (map[int]procInfo, error) {
 		procs[pid] = procInfo{ppid: ppid, exe: exe}
 	}
 	return procs, nil
+}
+
+// KillNodeProcesses kills, with SIGKILL, what a node started from dataDir
+// that outlives skiff: the runc shims of its payload and every process
+// below them (the containers). A node in namespaces of its own leaves
+// nothing else behind once these are gone; skiff-killall.sh, which also
+// cleans this host's mounts, interfaces and rules, is for a node on the
+// host.
+func KillNodeProcesses(dataDir string) error {
+	procs, err := processes()
+	if err != nil {
+		return err
+	}
+	payload := filepath.Join(dataDir, "data") + "/"
+	doomed := map[int]bool{}
+	for p, info := range procs {
+		if strings.HasPrefix(info.exe, payload) {
+			doomed[p] = true
+		}
+	}
+	for changed := true; changed; {
+		changed = false
+		for p, info := range procs {
+			if !doomed[p] && doomed[info.ppid] {
+				doomed[p], changed = true, true
+			}
+		}
+	}
+	for p := range doomed {
+		_ = syscall.Kill(p, syscall.SIGKILL)
+	}
+	return nil
 }

@@ -1,0 +1,257 @@
+package harness
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Network is a bridge on this host that agents in network namespaces
+// attach to: a small multi-node cluster on one machine. The host (and a
+// server on it) has the network's first address.
+type Network struct {
+	Bridge string
+	HostIP net.IP
+	subnet *net.IPNet
+	next   int
+}
+
+// NewNetwork makes the bridge name with subnet (a /24 such as
+// 10.250.0.0/24); Close removes it.
+func NewNetwork(name, subnet string) (*Network, error) {
+	_, ipnet, err := net.ParseCIDR(subnet)
+	if err != nil {
+		return nil, err
+	}
+	n := &Network{Bridge: name, subnet: ipnet, next: 2}
+	n.HostIP = n.address(1)
+	for _, args := range [][]string{
+		{"link", "add", name, "type", "bridge"},
+		{"addr", "add", n.HostIP.String() + "/24", "dev", name},
+		{"link", "set", name, "up"},
+	} {
+		if err := run("ip", args...); err != nil {
+			n.Close()
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+func (n *Network) address(i int) net.IP {
+	ip := make(net.IP, 4)
+	copy(ip, n.subnet.IP.To4())
+	ip[3] = byte(i)
+	return ip
+}
+
+// Close removes the bridge.
+func (n *Network) Close() {
+	_ = run("ip", "link", "delete", n.Bridge)
+}
+
+// Agent is a `skiff agent` in a network namespace of its own (a veth pair
+// to the network's bridge) and a mount namespace of its own, in which the
+// host paths a node uses (/run/skiff, /var/lib/kubelet, the pod logs, the
+// CNI and flannel state, the pods' network namespaces) are directories of
+// its root, so that several agents share this host without seeing each
+// other's state.
+type Agent struct {
+	Name, NS string
+	IP       net.IP
+	Root     string // its directories, and DataDir
+	DataDir  string
+	LogPath  string
+	bin      string
+	cmd      *exec.Cmd
+	done     chan struct{}
+	exitErr  error
+}
+
+// privateDirs are the host paths each agent gets a directory of its own
+// for.
+var privateDirs = []string{"/run/skiff", "/run/flannel", "/run/netns", "/var/lib/kubelet", "/var/lib/cni", "/var/log/pods", "/var/log/containers"}
+
+// NewAgent makes the network namespace and its link for an agent named
+// name, keeping its state under root.
+func (n *Network) NewAgent(bin, name, root string) (*Agent, error) {
+	a := &Agent{Name: name, NS: n.Bridge + "-" + name, IP: n.address(n.next), Root: root, bin: bin,
+		DataDir: filepath.Join(root, "data"), LogPath: filepath.Join(root, "agent.log")}
+	n.next++
+	hostEnd, nsEnd := "v"+n.Bridge+name, "eth0"
+	if len(hostEnd) > 15 {
+		return nil, fmt.Errorf("interface name %s is too long", hostEnd)
+	}
+	steps := [][]string{
+		{"netns", "add", a.NS},
+		{"link", "add", hostEnd, "type", "veth", "peer", "name", "tmp" + name},
+		{"link", "set", hostEnd, "master", n.Bridge, "up"},
+		{"link", "set", "tmp" + name, "netns", a.NS},
+		{"-n", a.NS, "link", "set", "tmp" + name, "name", nsEnd},
+		{"-n", a.NS, "addr", "add", a.IP.String() + "/24", "dev", nsEnd},
+		{"-n", a.NS, "link", "set", nsEnd, "up"},
+		{"-n", a.NS, "link", "set", "lo", "up"},
+		{"-n", a.NS, "route", "add", "default", "via", n.HostIP.String()},
+	}
+	for _, args := range steps {
+		if err := run("ip", args...); err != nil {
+			a.removeNamespace()
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// Start runs `skiff agent` with args in the agent's namespaces.
+func (a *Agent) Start(args ...string) error {
+	var script strings.Builder
+	script.WriteString("set -e\n")
+	// A sysfs of the agent's network namespace, with this host's cgroups
+	// (which the agent's kubelet manages under a cgroup root of its own).
+	cgroups := filepath.Join(a.Root, "host", "cgroup")
+	if err := os.MkdirAll(cgroups, 0o755); err != nil {
+		return err
+	}
+	fmt.Fprintf(&script, "mount --rbind /sys/fs/cgroup %[1]s\nmount -t sysfs sysfs /sys\nmount --rbind %[1]s /sys/fs/cgroup\n", cgroups)
+	// The kubelet's cgroup root (see CgroupRoot) must exist, in every
+	// hierarchy; a new cpuset starts empty and takes its parent's.
+	fmt.Fprintf(&script, `for h in /sys/fs/cgroup /sys/fs/cgroup/*; do
+	[ -d "$h" ] && [ ! -L "$h" ] && mkdir -p "$h/%[1]s" 2>/dev/null || true
+	if [ -f "$h/cpuset.cpus" ] && [ -f "$h/%[1]s/cpuset.cpus" ] && [ -z "$(cat "$h/%[1]s/cpuset.cpus")" ]; then
+		cat "$h/cpuset.cpus" > "$h/%[1]s/cpuset.cpus"; cat "$h/cpuset.mems" > "$h/%[1]s/cpuset.mems"
+	fi
+done
+`, a.CgroupRoot())
+	for _, dir := range privateDirs {
+		own := filepath.Join(a.Root, "host", strings.TrimPrefix(dir, "/"))
+		if err := os.MkdirAll(own, 0o755); err != nil {
+			return err
+		}
+		fmt.Fprintf(&script, "mkdir -p %s\nmount --bind %s %s\n", dir, own, dir)
+	}
+	script.WriteString(`exec "$0" agent "$@"` + "\n")
+	log, err := os.OpenFile(a.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	// nsenter, not ip netns exec, which would hide the cgroup mounts
+	// behind its own sysfs.
+	cmdArgs := append([]string{"--net=/run/netns/" + a.NS, "--", "unshare", "--mount", "--propagation", "private", "sh", "-c", script.String(), a.bin,
+		"--data-dir", a.DataDir, "--config", os.DevNull}, args...)
+	a.cmd = exec.Command("nsenter", cmdArgs...)
+	a.cmd.Stdout, a.cmd.Stderr = log, log
+	// Only the command line configures a test agent.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SKIFF_") {
+			a.cmd.Env = append(a.cmd.Env, kv)
+		}
+	}
+	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := a.cmd.Start(); err != nil {
+		log.Close()
+		return err
+	}
+	a.done = make(chan struct{})
+	go func() {
+		a.exitErr = a.cmd.Wait()
+		log.Close()
+		close(a.done)
+	}()
+	return nil
+}
+
+// CgroupRoot is the cgroup the agent's kubelet keeps its pods under
+// (--kubelet-arg=cgroup-root=/<it>): the kubelets of the agents share this
+// host's cgroups, and each must manage its own tree only.
+func (a *Agent) CgroupRoot() string { return "skiff-" + a.Name }
+
+// Exited reports whether the agent has ended, and how.
+func (a *Agent) Exited() (bool, error) {
+	if a.done == nil {
+		return false, nil
+	}
+	select {
+	case <-a.done:
+		return true, a.exitErr
+	default:
+		return false, nil
+	}
+}
+
+// Wait waits up to timeout for the agent to end by itself and returns how.
+func (a *Agent) Wait(timeout time.Duration) error {
+	select {
+	case <-a.done:
+		return a.exitErr
+	case <-time.After(timeout):
+		return errors.New("still running")
+	}
+}
+
+// Stop sends SIGTERM and waits up to timeout; on timeout it kills it.
+func (a *Agent) Stop(timeout time.Duration) error {
+	if exited, _ := a.Exited(); exited || a.cmd == nil {
+		return nil
+	}
+	_ = a.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-a.done:
+		return nil
+	case <-time.After(timeout):
+		_ = a.cmd.Process.Kill()
+		<-a.done
+		return fmt.Errorf("agent %s did not stop within %s of SIGTERM; killed", a.Name, timeout)
+	}
+}
+
+// Remove stops the agent and everything it started (its pods' shims and
+// containers, found by its data dir), and deletes its network namespace:
+// its mounts, interfaces and netfilter rules go with its namespaces.
+func (a *Agent) Remove() error {
+	if a.cmd != nil {
+		if exited, _ := a.Exited(); !exited {
+			_ = a.cmd.Process.Kill()
+			<-a.done
+		}
+	}
+	err := KillNodeProcesses(a.DataDir)
+	a.removeNamespace()
+	// Its cgroup tree, deepest first, once its processes are gone.
+	for _, h := range append([]string{"/sys/fs/cgroup"}, globDirs("/sys/fs/cgroup/*")...) {
+		root := filepath.Join(h, a.CgroupRoot())
+		var dirs []string
+		_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+		for i := len(dirs) - 1; i >= 0; i-- {
+			_ = os.Remove(dirs[i])
+		}
+	}
+	return err
+}
+
+func globDirs(pattern string) []string {
+	m, _ := filepath.Glob(pattern)
+	return m
+}
+
+func (a *Agent) removeNamespace() {
+	_ = run("ip", "netns", "delete", a.NS)
+}
+
+func run(name string, args ...string) error {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
