@@ -72,25 +72,30 @@ for ns in $(ip netns list 2>/dev/null | awk '/^cni-/ { print $1 }'); do
 	ip netns delete "$ns" 2>/dev/null || true
 done
 
-# The pod bridge and whatever veths are still attached to it.
+# The pod bridge and whatever veths are still attached to it, and the pod
+# network's links between nodes (flannel's vxlan and WireGuard devices; their
+# routes go with them).
 if ip link show cni0 >/dev/null 2>&1; then
 	for veth in $(ip -o link show master cni0 | awk -F': ' '{ sub(/@.*/, "", $2); print $2 }'); do
 		ip link delete "$veth" 2>/dev/null || true
 	done
 	ip link delete cni0 2>/dev/null || true
 fi
+for link in flannel.1 flannel-v6.1 flannel-wg flannel-wg-v6; do
+	ip link delete "$link" 2>/dev/null || true
+done
 
-# kube-proxy's nftables tables and the iptables chains of kube-proxy and the
-# CNI plugins; everything else in the rule set is kept.
+# The nftables tables of kube-proxy, the CNI plugins and flannel, and the
+# iptables chains of the same; everything else in the rule set is kept.
 if command -v nft >/dev/null 2>&1; then
-	for t in "ip kube-proxy" "ip6 kube-proxy" "inet cni_plugins_masquerade"; do
+	for t in "ip kube-proxy" "ip6 kube-proxy" "inet cni_plugins_masquerade" "ip flannel-ipv4" "ip6 flannel-ipv6"; do
 		nft delete table $t 2>/dev/null || true
 	done
 fi
 for ipt in iptables ip6tables; do
 	command -v "$ipt-save" >/dev/null 2>&1 || continue
-	if "$ipt-save" 2>/dev/null | grep -qE 'KUBE-|CNI-'; then
-		"$ipt-save" | grep -vE 'KUBE-|CNI-' | "$ipt-restore"
+	if "$ipt-save" 2>/dev/null | grep -qE 'KUBE-|CNI-|FLANNEL'; then
+		"$ipt-save" | grep -vE 'KUBE-|CNI-|FLANNEL' | "$ipt-restore"
 	fi
 done
 # The tables iptables-nft made for those chains, once they are empty: no
@@ -113,5 +118,5 @@ for root in /sys/fs/cgroup /sys/fs/cgroup/*; do
 	find "$root" -depth -type d \( -name 'kubepods*' -o -path '*kubepods*' \) -exec rmdir {} \; 2>/dev/null
 done
 
-rm -rf "$RUN_DIR" /var/lib/cni
+rm -rf "$RUN_DIR" /var/lib/cni /run/flannel
 exit 0

@@ -153,18 +153,29 @@ func (n *node) runKubeProxy(ctx context.Context) error {
 	return runKubeProxy(ctx, args)
 }
 
-// runPodNetwork writes the CNI configuration once the node has its pod
-// CIDR, then has nothing more to do until the node stops.
+// runPodNetwork waits for the node's pod CIDR, then runs the pod network
+// across nodes (flannel) and writes the CNI configuration for the node's
+// pods, and runs until ctx ends. With --flannel-backend none the pod
+// network is the user's: no CNI configuration is written.
 func (n *node) runPodNetwork(ctx context.Context) error {
+	if n.cfg.FlannelBackend == "none" {
+		klog.InfoS("No pod network from skiff (--flannel-backend none): install a CNI plugin, or pods will not start")
+		<-ctx.Done()
+		return nil
+	}
 	client, err := kubeclient.New(n.cfg.KubeletKubeconfig(), "skiff-agent")
 	if err != nil {
 		return err
 	}
-	if err := writePodNetwork(ctx, n.cfg, client); err != nil && ctx.Err() == nil {
+	if _, err := waitPodCIDR(ctx, n.cfg, client); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
-	<-ctx.Done()
-	return nil
+	return runFlannel(ctx, n.cfg, func(subnet string, mtu int) error {
+		return writePodNetwork(n.cfg, subnet, mtu, false)
+	})
 }
 
 // runLocalPath provisions local-path volumes on this node, unless the

@@ -24,14 +24,16 @@ func testConfig(t *testing.T) *config.Agent {
 
 func TestPodNetworkConfig(t *testing.T) {
 	cfg := testConfig(t)
-	data, err := podNetworkConfig(cfg, "10.42.3.0/24")
+	data, err := podNetworkConfig(cfg, "10.42.3.0/24", 1450, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var conf struct {
 		Plugins []struct {
-			Type string
-			IPAM struct {
+			Type   string
+			MTU    int
+			IPMasq bool
+			IPAM   struct {
 				Ranges  [][]struct{ Subnet string }
 				DataDir string
 			}
@@ -42,6 +44,9 @@ func TestPodNetworkConfig(t *testing.T) {
 	}
 	if len(conf.Plugins) < 2 || conf.Plugins[0].Type != "bridge" || conf.Plugins[1].Type != "portmap" {
 		t.Fatalf("plugins: %+v", conf.Plugins)
+	}
+	if conf.Plugins[0].MTU != 1450 || conf.Plugins[0].IPMasq {
+		t.Errorf("bridge: mtu %d, ipMasq %v", conf.Plugins[0].MTU, conf.Plugins[0].IPMasq)
 	}
 	ipam := conf.Plugins[0].IPAM
 	if ipam.Ranges[0][0].Subnet != "10.42.3.0/24" || !strings.HasPrefix(ipam.DataDir, cfg.DataDir) {

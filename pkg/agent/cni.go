@@ -25,26 +25,33 @@ const cniConfigName = "10-skiff.conflist"
 
 // podNetworkConfig is the CNI configuration of a node's pods: a bridge with
 // the node's slice of the cluster CIDR (host-local addresses, kept in the
-// data dir so pods keep their IPs across restarts), masquerading for traffic
-// leaving the pod network, host ports and bandwidth limits.
-func podNetworkConfig(cfg *config.Agent, podCIDR string) ([]byte, error) {
+// data dir so pods keep their IPs across restarts) and the MTU the pod
+// network leaves room for, host ports and bandwidth limits. ipMasq has the
+// bridge masquerade traffic leaving the node's slice; with flannel, which
+// masquerades only traffic leaving the cluster CIDR, it is off, so that
+// pods see each other's own addresses across nodes.
+func podNetworkConfig(cfg *config.Agent, podCIDR string, mtu int, ipMasq bool) ([]byte, error) {
+	bridge := map[string]any{
+		"type":        "bridge",
+		"bridge":      BridgeName,
+		"isGateway":   true,
+		"ipMasq":      ipMasq,
+		"hairpinMode": true,
+		"ipam": map[string]any{
+			"type":    "host-local",
+			"ranges":  [][]map[string]string{{{"subnet": podCIDR}}},
+			"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
+			"dataDir": filepath.Join(cfg.CNIStateDir(), "networks"),
+		},
+	}
+	if mtu > 0 {
+		bridge["mtu"] = mtu
+	}
 	conf := map[string]any{
 		"cniVersion": "1.0.0",
 		"name":       "skiff",
 		"plugins": []any{
-			map[string]any{
-				"type":        "bridge",
-				"bridge":      BridgeName,
-				"isGateway":   true,
-				"ipMasq":      true,
-				"hairpinMode": true,
-				"ipam": map[string]any{
-					"type":    "host-local",
-					"ranges":  [][]map[string]string{{{"subnet": podCIDR}}},
-					"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
-					"dataDir": filepath.Join(cfg.CNIStateDir(), "networks"),
-				},
-			},
+			bridge,
 			map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}},
 			map[string]any{"type": "bandwidth", "capabilities": map[string]bool{"bandwidth": true}},
 		},
@@ -52,10 +59,9 @@ func podNetworkConfig(cfg *config.Agent, podCIDR string) ([]byte, error) {
 	return json.MarshalIndent(conf, "", "  ")
 }
 
-// writePodNetwork waits until the controller-manager has given this node its
-// pod CIDR, then writes the CNI configuration; containerd picks it up and
-// the kubelet reports the node's network ready.
-func writePodNetwork(ctx context.Context, cfg *config.Agent, client kubernetes.Interface) error {
+// waitPodCIDR waits until the controller-manager has given this node its
+// pod CIDR.
+func waitPodCIDR(ctx context.Context, cfg *config.Agent, client kubernetes.Interface) (string, error) {
 	var podCIDR string
 	err := wait.PollUntilContextCancel(ctx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		node, err := client.CoreV1().Nodes().Get(ctx, cfg.NodeName, metav1.GetOptions{})
@@ -70,9 +76,15 @@ func writePodNetwork(ctx context.Context, cfg *config.Agent, client kubernetes.I
 		return podCIDR != "", nil
 	})
 	if err != nil {
-		return fmt.Errorf("waiting for node %s's pod CIDR: %w", cfg.NodeName, err)
+		return "", fmt.Errorf("waiting for node %s's pod CIDR: %w", cfg.NodeName, err)
 	}
-	data, err := podNetworkConfig(cfg, podCIDR)
+	return podCIDR, nil
+}
+
+// writePodNetwork writes the CNI configuration; containerd picks it up and
+// the kubelet reports the node's network ready.
+func writePodNetwork(cfg *config.Agent, podCIDR string, mtu int, ipMasq bool) error {
+	data, err := podNetworkConfig(cfg, podCIDR, mtu, ipMasq)
 	if err != nil {
 		return err
 	}
@@ -80,6 +92,6 @@ func writePodNetwork(ctx context.Context, cfg *config.Agent, client kubernetes.I
 	if err := pki.WriteFileIfChanged(path, data, 0o644); err != nil {
 		return fmt.Errorf("writing the CNI configuration: %w", err)
 	}
-	klog.InfoS("Wrote pod network configuration", "path", path, "podCIDR", podCIDR)
+	klog.InfoS("Wrote pod network configuration", "path", path, "podCIDR", podCIDR, "mtu", mtu)
 	return nil
 }

@@ -45,7 +45,7 @@ func Join(cfg *config.Agent) lifecycle.Component {
 		if err := applyClusterConfig(cfg, ac); err != nil {
 			return err
 		}
-		kubeconfigs := map[string]string{cfg.KubeletKubeconfig(): pki.ClientKubelet, cfg.KubeProxyKubeconfig(): pki.ClientKubeProxy}
+		kubeconfigs := map[string]string{cfg.KubeletKubeconfig(): pki.ClientKubelet, cfg.KubeProxyKubeconfig(): pki.ClientKubeProxy, cfg.FlannelKubeconfig(): pki.ClientFlannel}
 		if cfg.LocalStoragePath != "" {
 			kubeconfigs[cfg.LocalPathKubeconfig()] = pki.ClientLocalPath
 		}

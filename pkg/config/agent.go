@@ -98,6 +98,11 @@ func (a *Agent) KubeProxyKubeconfig() string {
 	return filepath.Join(a.AgentDir(), "kubeproxy.kubeconfig")
 }
 
+// FlannelKubeconfig is the pod network's kubeconfig.
+func (a *Agent) FlannelKubeconfig() string {
+	return filepath.Join(a.AgentDir(), "flannel.kubeconfig")
+}
+
 // LocalPathKubeconfig is the local storage provisioner's kubeconfig.
 func (a *Agent) LocalPathKubeconfig() string {
 	return filepath.Join(a.AgentDir(), "localpath.kubeconfig")

@@ -8,8 +8,12 @@ const (
 	ClientKubelet   = "client-kubelet"
 	ClientKubeProxy = "client-kube-proxy"
 	ClientLocalPath = "client-local-path"
+	ClientFlannel   = "client-flannel"
 
 	// LocalPathUser is the local storage provisioner's user name, which
 	// manifests/local-storage.yaml grants its rights.
 	LocalPathUser = "skiff:local-path-provisioner"
+	// FlannelUser is the pod network's user name on every node: flannel
+	// reads all Nodes, which a node's own identity may no longer do.
+	FlannelUser = "skiff:flannel"
 )

@@ -12,6 +12,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
 	bootstraputil "k8s.io/cluster-bootstrap/token/util"
+
+	"github.com/skiff-dev/skiff/pkg/pki"
 )
 
 // The groups a bootstrap token puts its holder in, beyond
@@ -23,6 +25,11 @@ const (
 
 // JoinClusterRole may use the join API; it is bound to both groups.
 const JoinClusterRole = "skiff:join"
+
+// FlannelClusterRole is the pod network's: what flannel's own deployments
+// grant it (every Node read, its own Node's annotations written through
+// the status subresource).
+const FlannelClusterRole = "skiff:flannel"
 
 const fieldManager = "skiff"
 
@@ -48,6 +55,22 @@ func EnsureJoinAccess(ctx context.Context, client kubernetes.Interface, server, 
 		)
 	if _, err := rbac.ClusterRoleBindings().Apply(ctx, binding, metav1.ApplyOptions{FieldManager: fieldManager, Force: true}); err != nil {
 		return fmt.Errorf("granting the join API: %w", err)
+	}
+	flannel := rbacv1apply.ClusterRole(FlannelClusterRole).
+		WithLabels(map[string]string{"skiff.dev/managed": "true"}).
+		WithRules(
+			rbacv1apply.PolicyRule().WithAPIGroups("").WithResources("nodes").WithVerbs("get", "list", "watch"),
+			rbacv1apply.PolicyRule().WithAPIGroups("").WithResources("nodes/status").WithVerbs("patch"),
+		)
+	if _, err := rbac.ClusterRoles().Apply(ctx, flannel, metav1.ApplyOptions{FieldManager: fieldManager, Force: true}); err != nil {
+		return fmt.Errorf("granting the pod network: %w", err)
+	}
+	flannelBinding := rbacv1apply.ClusterRoleBinding(FlannelClusterRole).
+		WithLabels(map[string]string{"skiff.dev/managed": "true"}).
+		WithRoleRef(rbacv1apply.RoleRef().WithAPIGroup(rbacv1.GroupName).WithKind("ClusterRole").WithName(FlannelClusterRole)).
+		WithSubjects(rbacv1apply.Subject().WithAPIGroup(rbacv1.GroupName).WithKind(rbacv1.UserKind).WithName(pki.FlannelUser))
+	if _, err := rbac.ClusterRoleBindings().Apply(ctx, flannelBinding, metav1.ApplyOptions{FieldManager: fieldManager, Force: true}); err != nil {
+		return fmt.Errorf("granting the pod network: %w", err)
 	}
 	if agent.ID != server.ID {
 		if err := ApplyBootstrapToken(ctx, client, agent, AgentsGroup, "skiff's agent token", 0); err != nil {

@@ -40,6 +40,7 @@ const (
 	CertKubeletServing = "kubelet-serving" // <name>, for the kubelet's port
 	CertKubeProxy      = "kube-proxy"      // system:kube-proxy
 	CertLocalPath      = "local-path"      // the local storage provisioner
+	CertFlannel        = "flannel"         // the pod network (skiff:flannel)
 )
 
 // NodeRequest is a node's request for its certificates: it sends

@@ -151,6 +151,8 @@ func (h *Handler) node(ctx context.Context, req *NodeRequest, from net.IP) (*Nod
 			ca, check = h.clientCA, identity("system:kube-proxy")
 		case CertLocalPath:
 			ca, check = h.clientCA, identity(pki.LocalPathUser)
+		case CertFlannel:
+			ca, check = h.clientCA, identity(pki.FlannelUser)
 		case CertKubeletServing:
 			ca, check = h.serverCA, h.servingNames(req.NodeName, from)
 			usages = []capi.KeyUsage{capi.UsageDigitalSignature, capi.UsageKeyEncipherment, capi.UsageServerAuth}

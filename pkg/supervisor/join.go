@@ -66,7 +66,7 @@ func Join(ctx context.Context, o JoinOptions) (*AgentConfig, error) {
 	if cfg.APIVersion != APIVersion {
 		return nil, fmt.Errorf("the server at %s speaks the join API %q, this skiff %q: run the same skiff version on both", o.Server, cfg.APIVersion, APIVersion)
 	}
-	purposes := []string{CertKubeletClient, CertKubeletServing, CertKubeProxy}
+	purposes := []string{CertKubeletClient, CertKubeletServing, CertKubeProxy, CertFlannel}
 	if cfg.LocalStorage {
 		purposes = append(purposes, CertLocalPath)
 	}
@@ -104,6 +104,7 @@ var fileFor = map[string]string{
 	CertKubeletServing: pki.ServingKubelet,
 	CertKubeProxy:      pki.ClientKubeProxy,
 	CertLocalPath:      pki.ClientLocalPath,
+	CertFlannel:        pki.ClientFlannel,
 }
 
 // certificateRequest makes (or reuses) the key for a purpose and a request
@@ -124,6 +125,8 @@ func certificateRequest(o JoinOptions, purpose string) (string, error) {
 		subject.CommonName = "system:kube-proxy"
 	case CertLocalPath:
 		subject.CommonName = pki.LocalPathUser
+	case CertFlannel:
+		subject.CommonName = pki.FlannelUser
 	case CertKubeletServing:
 		subject.CommonName = o.NodeName
 		dns = []string{o.NodeName, "localhost"}

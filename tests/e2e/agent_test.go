@@ -556,16 +556,18 @@ func hostLeftovers(dataDir string) []string {
 			}
 		}
 	}
-	if exec.Command("ip", "link", "show", "cni0").Run() == nil {
-		found = append(found, "interface: cni0")
+	for _, link := range []string{"cni0", "flannel.1"} {
+		if exec.Command("ip", "link", "show", link).Run() == nil {
+			found = append(found, "interface: "+link)
+		}
 	}
 	if out, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(out), "cni-") {
 		found = append(found, "network namespaces: "+strings.TrimSpace(string(out)))
 	}
-	if out, _ := exec.Command("iptables-save").Output(); regexp.MustCompile(`KUBE-|CNI-`).Match(out) {
+	if out, _ := exec.Command("iptables-save").Output(); regexp.MustCompile(`KUBE-|CNI-|FLANNEL`).Match(out) {
 		found = append(found, "iptables rules of kube-proxy or CNI")
 	}
-	if out, _ := exec.Command("nft", "list", "tables").Output(); strings.Contains(string(out), "kube-proxy") {
+	if out, _ := exec.Command("nft", "list", "tables").Output(); strings.Contains(string(out), "kube-proxy") || strings.Contains(string(out), "flannel") {
 		found = append(found, "nftables: "+strings.TrimSpace(string(out)))
 	}
 	return found

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // BusyboxImage is the test image scripts/busybox-image.sh builds.
@@ -207,5 +208,26 @@ func KillNodeProcesses(dataDir string) error {
 	for p := range doomed {
 		_ = syscall.Kill(p, syscall.SIGKILL)
 	}
+	// Wait for them to be gone: their cgroups cannot go before.
+	deadline := time.Now().Add(10 * time.Second)
+	for p := range doomed {
+		for alive(p) {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("process %d of %s did not die", p, dataDir)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	return nil
+}
+
+// alive reports whether a process exists and is not a zombie (which holds
+// no cgroup or namespace any more).
+func alive(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	return len(fields) > 0 && fields[0] != "Z"
 }
