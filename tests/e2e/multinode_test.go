@@ -18,8 +18,13 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
+	"github.com/skiff-dev/skiff/pkg/supervisor"
 	"github.com/skiff-dev/skiff/tests/harness"
 )
+
+// nodeGracePeriod is how long the test cluster waits for a silent node
+// before it marks it NotReady.
+const nodeGracePeriod = 20 * time.Second
 
 // cluster is a server on this host and agents in network namespaces on a
 // bridge: three nodes on one machine.
@@ -50,7 +55,9 @@ func newCluster(t *testing.T, agents ...string) *cluster {
 	if err := harness.BuildBusybox(filepath.Join(dataDir, "agent", "images", "busybox.tar")); err != nil {
 		t.Fatal(err)
 	}
-	c.server = newServer(t, dataDir, "--tls-san", c.network.HostIP.String(), "--disable", "ingress,metrics-server")
+	c.server = newServer(t, dataDir, "--tls-san", c.network.HostIP.String(), "--disable", "ingress,metrics-server",
+		// A node that stops is NotReady after this (upstream: 50s).
+		"--kube-controller-manager-arg", "node-monitor-grace-period="+nodeGracePeriod.String())
 	c.server.Agent = true
 	t.Cleanup(func() { killall(t, c.server) })
 	mustStart(t, c.server)
@@ -173,7 +180,7 @@ func TestMultiNode(t *testing.T) {
 
 	// A web server on agent 2, a client on agent 1.
 	web := c.pinnedPod(t, "web", "skiff-a2", map[string]string{"app": "web"},
-		"sh", "-c", "echo hello from a2 > /var/www/index.html; exec busybox httpd -f -p 8080 -h /var/www")
+		"sh", "-c", "echo serving on a2; echo hello from a2 > /var/www/index.html; exec busybox httpd -f -p 8080 -h /var/www")
 	client := c.pinnedPod(t, "client", "skiff-a1", nil, "sleep", "3600")
 	if out := c.fetch(t, client, "http://"+web.Status.PodIP+":8080/"); !strings.Contains(out, "hello from a2") {
 		t.Errorf("pod on a1 to pod on a2 by IP: %q", out)
@@ -193,13 +200,158 @@ func TestMultiNode(t *testing.T) {
 	for _, addr := range addresses {
 		httpGet(t, "http://"+addr+":"+nodePort+"/", "hello from a2")
 	}
-	if logs := kubectl(t, c.server, "logs", "web"); logs != "" {
-		t.Logf("logs of web: %q", logs)
+	if logs := kubectl(t, c.server, "logs", "web"); !strings.Contains(logs, "serving on a2") {
+		t.Errorf("kubectl logs of a pod on an agent: %q", logs)
 	}
 	if out := kubectl(t, c.server, "exec", "web", "--", "cat", "/var/www/index.html"); !strings.Contains(out, "hello from a2") {
 		t.Errorf("kubectl exec in a pod on an agent: %q", out)
 	}
 	t.Logf("pods across nodes: %s (a1) reached %s (a2) by IP and by Service name; NodePort %s answered on %v", client.Status.PodIP, web.Status.PodIP, nodePort, addresses)
+
+	c.checkRefusedJoins(t)
+	c.checkNodeDownAndBack(t, web)
+}
+
+// checkRefusedJoins has a third host try to join with a token the server
+// refuses, with a token that pins another CA, and with a name in use: each
+// agent exits at once with one line saying why. A token made with skiff
+// token create then joins it.
+func (c *cluster) checkRefusedJoins(t *testing.T) {
+	t.Helper()
+	bin, _ := harness.Binary()
+	a3, err := c.network.NewAgent(bin, "a3", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := a3.Remove(); err != nil {
+			t.Error(err)
+		}
+	})
+	good, err := supervisor.ParseToken(c.token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrongSecret := good
+	wrongSecret.Secret = strings.Repeat("0", 16)
+	otherCA := good
+	otherCA.CAHash = strings.Repeat("ab", 32)
+	for _, tc := range []struct {
+		name, token, node, want string
+	}{
+		{"wrong token", wrongSecret.String(), "skiff-a3", "the server refused the token"},
+		{"another server's CA", otherCA.String(), "skiff-a3", "the server's CA does not match the token"},
+		{"name in use", c.token, "skiff-a1", "--with-node-id"},
+	} {
+		start := time.Now()
+		if err := a3.Start("--server", c.serverURL(), "--token", tc.token, "--node-name", tc.node); err != nil {
+			t.Fatal(err)
+		}
+		err := a3.Wait(30 * time.Second)
+		log, _ := os.ReadFile(a3.LogPath)
+		last := lastLine(string(log))
+		if err == nil || !strings.HasPrefix(last, "skiff: ") || !strings.Contains(last, tc.want) {
+			t.Errorf("%s: agent exited with %v, last line %q; want one line with %q", tc.name, err, last, tc.want)
+		}
+		t.Logf("%s: refused in %s: %s", tc.name, time.Since(start).Round(100*time.Millisecond), last)
+		must(t, os.Truncate(a3.LogPath, 0))
+	}
+
+	// A token from skiff token create, which expires.
+	created, err := exec.Command(c.server.Bin, "token", "create", "--kubeconfig", c.server.Kubeconfig(), "--ttl", "1h", "--description", "for a3").CombinedOutput()
+	if err != nil {
+		t.Fatalf("skiff token create: %v\n%s", err, created)
+	}
+	token := strings.TrimSpace(string(created))
+	c.agents = append(c.agents, a3)
+	if err := a3.Start("--server", c.serverURL(), "--token", token, "--node-name", "skiff-a3",
+		"--kubelet-arg", "cgroup-root=/"+a3.CgroupRoot()); err != nil {
+		t.Fatal(err)
+	}
+	c.waitNodesReady(t, "skiff-a3")
+	list, err := exec.Command(c.server.Bin, "token", "list", "--kubeconfig", c.server.Kubeconfig()).CombinedOutput()
+	if err != nil || !strings.Contains(string(list), "for a3") || !strings.Contains(string(list), "in 59m") {
+		t.Errorf("skiff token list: %v\n%s", err, list)
+	}
+	if err := a3.Stop(30 * time.Second); err != nil {
+		t.Error(err)
+	}
+	c.agents = c.agents[:len(c.agents)-1]
+}
+
+// checkNodeDownAndBack stops agent 2: its Node goes NotReady within the
+// grace period and a Deployment's pod that tolerates that for 5 seconds
+// moves to another node; started again, the node is Ready under the same
+// name, and its pinned pod runs on in the same container.
+func (c *cluster) checkNodeDownAndBack(t *testing.T, pinned *corev1.Pod) {
+	t.Helper()
+	ctx := context.Background()
+	tolerate := []corev1.Toleration{
+		{Key: corev1.TaintNodeNotReady, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr.To[int64](5)},
+		{Key: corev1.TaintNodeUnreachable, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr.To[int64](5)},
+	}
+	labels := map[string]string{"app": "mover"}
+	d := httpdDeployment("mover", 1, labels, "sleep", "3600")
+	d.Spec.Template.Spec.Tolerations = tolerate
+	d.Spec.Template.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
+		PreferredDuringSchedulingIgnoredDuringExecution: []corev1.PreferredSchedulingTerm{{Weight: 100, Preference: corev1.NodeSelectorTerm{
+			MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "kubernetes.io/hostname", Operator: corev1.NodeSelectorOpIn, Values: []string{"skiff-a2"}}},
+		}}},
+	}}
+	if _, err := c.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "mover"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.client.AppsV1().Deployments("mover").Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	first := waitRunningPods(t, ctx, c.client, "mover", 1)[0]
+	if first.Spec.NodeName != "skiff-a2" {
+		t.Fatalf("the mover pod runs on %s, want skiff-a2", first.Spec.NodeName)
+	}
+
+	a2 := c.agents[1]
+	stopped := time.Now()
+	if err := a2.Stop(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, nodeGracePeriod+30*time.Second, true, func(ctx context.Context) (bool, error) {
+		n, err := c.client.CoreV1().Nodes().Get(ctx, "skiff-a2", metav1.GetOptions{})
+		return err == nil && !isNodeReady(n), nil
+	})
+	if err != nil {
+		t.Fatalf("skiff-a2 still Ready %s after its agent stopped (grace period %s)", time.Since(stopped).Round(time.Second), nodeGracePeriod)
+	}
+	t.Logf("skiff-a2 NotReady %s after its agent stopped", time.Since(stopped).Round(100*time.Millisecond))
+	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		pods, err := c.client.CoreV1().Pods("mover").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil
+		}
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp == nil && p.Spec.NodeName != "" && p.Spec.NodeName != "skiff-a2" && p.Status.Phase == corev1.PodRunning {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatal("the mover pod did not move off the stopped node within 2 minutes")
+	}
+	t.Logf("the mover pod runs on another node %s after skiff-a2 stopped", time.Since(stopped).Round(100*time.Millisecond))
+
+	restarted := time.Now()
+	c.startAgent(t, a2)
+	c.waitNodesReady(t, "skiff-a2")
+	t.Logf("skiff-a2 Ready again %s after its agent started", time.Since(restarted).Round(100*time.Millisecond))
+	after := waitPodRunning(t, ctx, c.client, "default", pinned.Name)
+	if containerID(after) != containerID(pinned) || after.Spec.NodeName != "skiff-a2" {
+		t.Errorf("the pod pinned to skiff-a2 changed: %s on %s, was %s", containerID(after), after.Spec.NodeName, containerID(pinned))
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
 }
 
 // pinnedPod runs a busybox pod on node and waits for it to run.
