@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/skiff-dev/skiff/pkg/config"
+	"github.com/skiff-dev/skiff/pkg/supervisor"
 )
 
 func testConfig(t *testing.T) *config.Agent {
@@ -134,5 +135,38 @@ func TestComponentArgs(t *testing.T) {
 	cfg.Node.ExtraKubeProxyArgs = []string{"proxy-mode=nosuch"}
 	if _, err := kubeProxyOptions(kubeProxyArgs(cfg, "iptables")); err == nil || !strings.Contains(err.Error(), "--kube-proxy-arg") {
 		t.Errorf("bad kube-proxy mode: %v", err)
+	}
+}
+
+func TestNodeIDIsKept(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agent", "node-id")
+	first, err := nodeID(path)
+	if err != nil || len(first) != 8 {
+		t.Fatalf("nodeID = %q, %v", first, err)
+	}
+	if again, err := nodeID(path); err != nil || again != first {
+		t.Errorf("a second start took %q, the first %q", again, first)
+	}
+	if info, err := os.Stat(path); err != nil || info.Mode().Perm() != 0o600 {
+		t.Errorf("node-id file: %v %v", info, err)
+	}
+}
+
+func TestClusterConfigFromTheServer(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.ClusterCIDR, cfg.ServiceCIDR = nil, nil
+	ac := &supervisor.AgentConfig{ClusterCIDR: "10.52.0.0/16", ServiceCIDR: "10.53.0.0/16", ClusterDNS: "10.53.0.10",
+		ClusterDomain: "edge.local", FlannelBackend: "host-gw", LocalStorage: true}
+	if err := applyClusterConfig(cfg, ac); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ClusterCIDR.String() != "10.52.0.0/16" || cfg.ClusterDNS.String() != "10.53.0.10" || cfg.FlannelBackend != "host-gw" ||
+		cfg.LocalStoragePath != filepath.Join(cfg.DataDir, "storage") {
+		t.Errorf("config %+v", cfg)
+	}
+	ac.LocalStorage = false
+	ac.ClusterDNS = "nope"
+	if err := applyClusterConfig(cfg, ac); err == nil || !strings.Contains(err.Error(), "cluster DNS") {
+		t.Errorf("a bad address from the server: %v", err)
 	}
 }

@@ -2,13 +2,9 @@ package agent
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
-	"strings"
 
 	netutils "k8s.io/utils/net"
 
@@ -86,20 +82,4 @@ func applyClusterConfig(cfg *config.Agent, ac *supervisor.AgentConfig) error {
 }
 
 // nodeID reads the node's random name suffix, or makes and keeps one.
-func nodeID(path string) (string, error) {
-	if data, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(data))) == 8 {
-		return strings.TrimSpace(string(data)), nil
-	}
-	b := make([]byte, 4)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	id := hex.EncodeToString(b)
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return "", err
-	}
-	if err := pki.WriteFileIfChanged(path, []byte(id+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("writing the node id %s: %w", path, err)
-	}
-	return id, nil
-}
+func nodeID(path string) (string, error) { return pki.RandomSecret(path, 4) }

@@ -74,18 +74,11 @@ func newAgentCommand() *cobra.Command {
 // agentConfig checks every setting and builds the node's configuration,
 // naming the flag or config file line of any bad value.
 func (f *agentFlags) agentConfig(from origins) (*config.Agent, error) {
-	wrap := func(err error) error {
-		var fe *config.FieldError
-		if errors.As(err, &fe) {
-			return fmt.Errorf("%w (from %s)", err, from.of(fe.Field))
-		}
-		return err
-	}
 	if f.server == "" {
 		return nil, errors.New("--server (or SKIFF_URL) is required: the URL of the server to join, such as https://192.0.2.10:6443")
 	}
 	if u, err := url.Parse(f.server); err != nil || u.Scheme != "https" || u.Host == "" {
-		return nil, wrap(&config.FieldError{Field: "server", Value: f.server, Reason: "not a URL such as https://192.0.2.10:6443"})
+		return nil, from.wrap(&config.FieldError{Field: "server", Value: f.server, Reason: "not a URL such as https://192.0.2.10:6443"})
 	}
 	token, err := tokenFrom("token", f.token, f.tokenFile)
 	if err != nil {
@@ -95,13 +88,13 @@ func (f *agentFlags) agentConfig(from origins) (*config.Agent, error) {
 		return nil, errors.New("--token (or SKIFF_TOKEN, --token-file) is required: the server's <data-dir>/server/agent-token, or one from `skiff token create` on the server")
 	}
 	if _, err := supervisor.ParseToken(token); err != nil {
-		return nil, wrap(&config.FieldError{Field: "token", Value: "…", Reason: err.Error()})
+		return nil, from.wrap(&config.FieldError{Field: "token", Value: "…", Reason: err.Error()})
 	}
 	if f.dataDir == "" {
-		return nil, wrap(&config.FieldError{Field: "data-dir", Reason: "must not be empty"})
+		return nil, from.wrap(&config.FieldError{Field: "data-dir", Reason: "must not be empty"})
 	}
 	if err := f.node.Validate(); err != nil {
-		return nil, wrap(err)
+		return nil, from.wrap(err)
 	}
 	ip, err := utilnet.ResolveBindAddress(net.IPv4zero)
 	if err != nil && f.node.IP == "" {

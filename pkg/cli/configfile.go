@@ -7,6 +7,8 @@ import (
 
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/skiff-dev/skiff/pkg/config"
 )
 
 // origins records where each setting came from, to say so in errors.
@@ -17,6 +19,15 @@ func (o origins) of(flag string) string {
 		return where
 	}
 	return "--" + flag
+}
+
+// wrap names where the setting of a *config.FieldError came from.
+func (o origins) wrap(err error) error {
+	var fe *config.FieldError
+	if errors.As(err, &fe) {
+		return fmt.Errorf("%w (from %s)", err, o.of(fe.Field))
+	}
+	return err
 }
 
 // applyConfigFile sets, from the YAML file at path, every flag that was not

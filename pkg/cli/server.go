@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -180,13 +179,6 @@ func newServerCommand() *cobra.Command {
 // serverConfig builds and validates the typed configuration, naming the flag
 // or config file line of any bad value.
 func (f *serverFlags) serverConfig(from origins) (*config.Server, error) {
-	wrap := func(err error) error {
-		var fe *config.FieldError
-		if errors.As(err, &fe) {
-			return fmt.Errorf("%w (from %s)", err, from.of(fe.Field))
-		}
-		return err
-	}
 	cfg := &config.Server{
 		DataDir:                    f.dataDir,
 		BindAddress:                f.bindAddress,
@@ -210,29 +202,29 @@ func (f *serverFlags) serverConfig(from origins) (*config.Server, error) {
 		return nil, err
 	}
 	if cfg.ClusterCIDR, err = config.ParseCIDR("cluster-cidr", f.clusterCIDR); err != nil {
-		return nil, wrap(err)
+		return nil, from.wrap(err)
 	}
 	if cfg.ServiceCIDR, err = config.ParseCIDR("service-cidr", f.serviceCIDR); err != nil {
-		return nil, wrap(err)
+		return nil, from.wrap(err)
 	}
 	if f.clusterDNS == "" {
 		if cfg.ClusterDNS, err = config.DefaultClusterDNS(cfg.ServiceCIDR); err != nil {
-			return nil, wrap(&config.FieldError{Field: "service-cidr", Value: f.serviceCIDR, Reason: "too small to hold the cluster DNS address"})
+			return nil, from.wrap(&config.FieldError{Field: "service-cidr", Value: f.serviceCIDR, Reason: "too small to hold the cluster DNS address"})
 		}
 	} else if cfg.ClusterDNS = net.ParseIP(f.clusterDNS); cfg.ClusterDNS == nil {
-		return nil, wrap(&config.FieldError{Field: "cluster-dns", Value: f.clusterDNS, Reason: "not an IP address"})
+		return nil, from.wrap(&config.FieldError{Field: "cluster-dns", Value: f.clusterDNS, Reason: "not an IP address"})
 	}
 	mode, err := strconv.ParseUint(f.writeKubeconfigMode, 8, 32)
 	if err != nil {
-		return nil, wrap(&config.FieldError{Field: "write-kubeconfig-mode", Value: f.writeKubeconfigMode, Reason: "must be an octal file mode such as 0600"})
+		return nil, from.wrap(&config.FieldError{Field: "write-kubeconfig-mode", Value: f.writeKubeconfigMode, Reason: "must be an octal file mode such as 0600"})
 	}
 	cfg.WriteKubeconfigMode = os.FileMode(mode)
 	if cfg.SimulatedNodes, err = f.simulated.config(); err != nil {
-		return nil, wrap(err)
+		return nil, from.wrap(err)
 	}
 	cfg.SimulatedNodes.Version = version.Kubernetes()
 	if err := cfg.Validate(); err != nil {
-		return nil, wrap(err)
+		return nil, from.wrap(err)
 	}
 	return cfg, nil
 }

@@ -44,20 +44,7 @@ func (n *Node) Validate() error {
 	if _, _, err := taints.ParseTaints(n.Taints); err != nil {
 		return &FieldError{"node-taint", strings.Join(n.Taints, ","), err.Error()}
 	}
-	for _, set := range []struct {
-		flag string
-		args []string
-	}{
-		{"kubelet-arg", n.ExtraKubeletArgs},
-		{"kube-proxy-arg", n.ExtraKubeProxyArgs},
-	} {
-		for _, a := range set.args {
-			if _, _, err := SplitArg(a); err != nil {
-				return &FieldError{set.flag, a, err.Error()}
-			}
-		}
-	}
-	return nil
+	return checkArgs(map[string][]string{"kubelet-arg": n.ExtraKubeletArgs, "kube-proxy-arg": n.ExtraKubeProxyArgs})
 }
 
 // NewAgent is the configuration of a node that joins serverURL with token,

@@ -79,17 +79,19 @@ func (s *Server) Validate() error {
 	if err := s.SimulatedNodes.Validate(); err != nil {
 		return &FieldError{"simulated-nodes", fmt.Sprint(s.SimulatedNodes.Count), err.Error()}
 	}
-	for _, set := range []struct {
-		flag string
-		args []string
-	}{
-		{"kube-apiserver-arg", s.ExtraAPIServerArgs},
-		{"kube-controller-manager-arg", s.ExtraControllerManagerArgs},
-		{"kube-scheduler-arg", s.ExtraSchedulerArgs},
-	} {
-		for _, a := range set.args {
+	return checkArgs(map[string][]string{
+		"kube-apiserver-arg":          s.ExtraAPIServerArgs,
+		"kube-controller-manager-arg": s.ExtraControllerManagerArgs,
+		"kube-scheduler-arg":          s.ExtraSchedulerArgs,
+	})
+}
+
+// checkArgs checks extra component arguments, by the flag that takes them.
+func checkArgs(byFlag map[string][]string) error {
+	for flag, args := range byFlag {
+		for _, a := range args {
 			if _, _, err := SplitArg(a); err != nil {
-				return &FieldError{set.flag, a, err.Error()}
+				return &FieldError{flag, a, err.Error()}
 			}
 		}
 	}

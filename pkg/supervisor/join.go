@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,13 +15,11 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	certutil "k8s.io/client-go/util/cert"
-	"k8s.io/client-go/util/keyutil"
 	"k8s.io/klog/v2"
 	kubeadmapi "k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm"
 	"k8s.io/kubernetes/cmd/kubeadm/app/util/pkiutil"
@@ -158,23 +154,7 @@ func nodeKey(dir pki.Dir, name string) (crypto.Signer, error) {
 }
 
 // nodePassword reads the node's password, or makes and stores one.
-func nodePassword(path string) (string, error) {
-	if data, err := os.ReadFile(path); err == nil && len(bytes.TrimSpace(data)) >= 16 {
-		return string(bytes.TrimSpace(data)), nil
-	}
-	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	password := hex.EncodeToString(b)
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return "", err
-	}
-	if err := keyutil.WriteKey(path, []byte(password+"\n")); err != nil { // 0600, atomically
-		return "", fmt.Errorf("writing the node password %s: %w", path, err)
-	}
-	return password, nil
-}
+func nodePassword(path string) (string, error) { return pki.RandomSecret(path, 16) }
 
 // joinClient talks to the join API over TLS that is verified against the
 // CA the token pins, checked before the token is sent.

@@ -19,7 +19,8 @@ func main() {
 	bin := flag.String("bin", "", "skiff binary (default $SKIFF_BIN)")
 	runs := flag.Int("runs", 5, "runs per figure")
 	idle := flag.Duration("idle", time.Minute, "how long after ready the idle RSS is read")
-	suite := flag.String("suite", "all", "controlplane, testenv, agent, install or all")
+	suite := flag.String("suite", "all", "controlplane, testenv, agent, install, multinode or all")
+	multinodeRuns := flag.Int("multinode-runs", 3, "runs per multi-node figure")
 	installRuns := flag.Int("install-runs", 3, "runs per install.sh figure")
 	dist := flag.String("dist", "dist", "release directory whose binaries' sizes the install suite prints")
 	agentRuns := flag.Int("agent-runs", 3, "runs per node agent figure")
@@ -42,6 +43,9 @@ func main() {
 	}
 	if err == nil && (*suite == "install" || *suite == "all") {
 		err = benchInstall(*installRuns, *dist)
+	}
+	if err == nil && (*suite == "multinode" || *suite == "all") {
+		err = benchMultinode(*multinodeRuns, *idle)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)

@@ -122,8 +122,15 @@ func TestInstallServiceFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, init := range []string{"systemd", "openrc", "none"} {
+	for _, init := range []string{"systemd", "openrc", "none", "systemd-agent"} {
 		t.Run(init, func(t *testing.T) {
+			command, extraEnv := "server", []string{}
+			if init == "systemd-agent" {
+				// SKIFF_URL makes it an agent, which `skiff config agent`
+				// checks; the token stays in the environment file.
+				init, command = "systemd", "agent"
+				extraEnv = []string{"SKIFF_URL=https://192.0.2.9:6443", "SKIFF_TOKEN=node:secret"}
+			}
 			l := newInstallation(t)
 			serviceDir := filepath.Join(l.Root, init)
 			// A crictl of the user's own is left alone (no
@@ -131,11 +138,15 @@ func TestInstallServiceFiles(t *testing.T) {
 			userCrictl := filepath.Join(l.BinDir, "crictl")
 			must(t, os.MkdirAll(l.BinDir, 0o755))
 			must(t, os.WriteFile(userCrictl, []byte("#!/bin/sh\necho mine\n"), 0o755))
-			_, stderr, err := l.Install([]string{"--data-dir", l.DataDir, "--tls-san", "a.example"},
+			args := []string{"--data-dir", l.DataDir, "--tls-san", "a.example"}
+			if command == "agent" {
+				args = []string{"--data-dir", l.DataDir, "--node-label", "zone=shed"}
+			}
+			_, stderr, err := l.Install(args, append(extraEnv,
 				"INSTALL_SKIFF_BINARY="+bin, "INSTALL_SKIFF_INIT="+init,
 				"INSTALL_SKIFF_SYSTEMD_DIR="+serviceDir, "INSTALL_SKIFF_OPENRC_DIR="+serviceDir,
 				"INSTALL_SKIFF_SKIP_START=true", "INSTALL_SKIFF_SKIP_ENABLE=true",
-				"SKIFF_CLUSTER_DOMAIN=edge.local")
+				"SKIFF_CLUSTER_DOMAIN=edge.local")...)
 			if err != nil {
 				t.Fatalf("install.sh: %v\n%s", err, stderr)
 			}
@@ -146,12 +157,19 @@ func TestInstallServiceFiles(t *testing.T) {
 			if env := readFile(t, envFile); !strings.Contains(env, "\nSKIFF_CLUSTER_DOMAIN='edge.local'\n") || !strings.Contains(env, "SKIFF_CONFIG_FILE='"+l.Config+"'") {
 				t.Errorf("environment file:\n%s", env)
 			}
-			if config := readFile(t, l.Config); !strings.Contains(config, `tls-san:`+"\n"+`  - "a.example"`) {
+			wantConfig := `tls-san:` + "\n" + `  - "a.example"`
+			if command == "agent" {
+				wantConfig = `node-label:` + "\n" + `  - "zone=shed"`
+				if env := readFile(t, envFile); !strings.Contains(env, "SKIFF_URL='https://192.0.2.9:6443'") || !strings.Contains(env, "SKIFF_TOKEN='node:secret'") {
+					t.Errorf("an agent's environment file lacks its server and token:\n%s", env)
+				}
+			}
+			if config := readFile(t, l.Config); !strings.Contains(config, wantConfig) {
 				t.Errorf("config file:\n%s", config)
 			}
 			switch init {
 			case "systemd":
-				checkSystemdUnit(t, l, filepath.Join(serviceDir, l.Name+".service"), envFile)
+				checkSystemdUnit(t, l, filepath.Join(serviceDir, l.Name+".service"), envFile, command)
 			case "openrc":
 				checkOpenRCScript(t, l, filepath.Join(serviceDir, l.Name), envFile)
 			case "none":
@@ -177,12 +195,12 @@ func TestInstallServiceFiles(t *testing.T) {
 	}
 }
 
-func checkSystemdUnit(t *testing.T, l *harness.Installation, unit, envFile string) {
+func checkSystemdUnit(t *testing.T, l *harness.Installation, unit, envFile, command string) {
 	t.Helper()
 	text := readFile(t, unit)
 	for _, want := range []string{
 		"Type=notify", "KillMode=process", "Delegate=yes", "Restart=on-failure", "EnvironmentFile=-" + envFile,
-		`ExecStart="` + filepath.Join(l.BinDir, "skiff") + `" server --config "` + l.Config + `"`, "WantedBy=multi-user.target",
+		`ExecStart="` + filepath.Join(l.BinDir, "skiff") + `" ` + command + ` --config "` + l.Config + `"`, "WantedBy=multi-user.target",
 	} {
 		if !strings.Contains(text, "\n"+want+"\n") {
 			t.Errorf("unit lacks the line %s:\n%s", want, text)

@@ -2,10 +2,8 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -26,119 +24,75 @@ import (
 // before it marks it NotReady.
 const nodeGracePeriod = 20 * time.Second
 
-// cluster is a server on this host and agents in network namespaces on a
-// bridge: three nodes on one machine.
+// cluster is harness.Cluster for a test: removed when the test ends, its
+// logs shown when it fails.
 type cluster struct {
-	server  *harness.Server
-	network *harness.Network
-	agents  []*harness.Agent
-	client  kubernetes.Interface
-	token   string
+	*harness.Cluster
+	server *harness.Server
+	client kubernetes.Interface
+	token  string
+	agents []*harness.Agent
 }
 
 // newCluster starts a server (with its node) and the named agents, each in
-// its own network and mount namespaces; everything is removed when the
-// test ends.
+// its own network and mount namespaces.
 func newCluster(t *testing.T, agents ...string) *cluster {
 	t.Helper()
 	bin, err := harness.Binary()
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{}
-	c.network, err = harness.NewNetwork(fmt.Sprintf("skf%d", os.Getpid()%100000), "10.250.0.0/24")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.network.Close)
-	dataDir := filepath.Join(t.TempDir(), "data")
-	if err := harness.BuildBusybox(filepath.Join(dataDir, "agent", "images", "busybox.tar")); err != nil {
-		t.Fatal(err)
-	}
-	c.server = newServer(t, dataDir, "--tls-san", c.network.HostIP.String(), "--disable", "ingress,metrics-server",
+	hc, err := harness.NewCluster(bin, t.TempDir(), "--disable", "ingress,metrics-server",
 		// A node that stops is NotReady after this (upstream: 50s).
 		"--kube-controller-manager-arg", "node-monitor-grace-period="+nodeGracePeriod.String())
-	c.server.Agent = true
-	t.Cleanup(func() { killall(t, c.server) })
-	mustStart(t, c.server)
-	c.client = kubernetes.NewForConfigOrDie(mustRESTConfig(t, c.server))
-	token, err := os.ReadFile(filepath.Join(dataDir, "server", "agent-token"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.token = strings.TrimSpace(string(token))
+	c := &cluster{Cluster: hc, server: hc.Server, token: hc.Token}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, a := range hc.Agents {
+				if log, err := os.ReadFile(a.LogPath); err == nil {
+					t.Logf("agent %s log:\n%s", a.Name, tail(string(log), 80))
+				}
+			}
+			if log, err := os.ReadFile(hc.Server.LogPath); err == nil {
+				t.Logf("server log:\n%s", tail(string(log), 100))
+			}
+		}
+		if err := hc.Close(); err != nil {
+			t.Error(err)
+		}
+		for _, leftover := range hostLeftovers(hc.Server.DataDir) {
+			t.Errorf("left on the host: %s", leftover)
+		}
+	})
+	c.client = kubernetes.NewForConfigOrDie(mustRESTConfig(t, c.server))
 	for _, name := range agents {
-		c.addAgent(t, bin, name)
+		a, err := hc.AddAgent(name, t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.agents = append(c.agents, a)
 	}
 	return c
 }
 
-func (c *cluster) serverURL() string {
-	return "https://" + c.network.HostIP.String() + ":" + strconv.Itoa(c.server.Port)
-}
-
-// addAgent starts agent name (node skiff-<name>) with the busybox image.
-func (c *cluster) addAgent(t *testing.T, bin, name string, extra ...string) *harness.Agent {
-	t.Helper()
-	a, err := c.network.NewAgent(bin, name, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			if log, err := os.ReadFile(a.LogPath); err == nil {
-				t.Logf("agent %s log:\n%s", name, tail(string(log), 80))
-			}
-		}
-		if err := a.Remove(); err != nil {
-			t.Error(err)
-		}
-	})
-	if err := harness.BuildBusybox(filepath.Join(a.DataDir, "agent", "images", "busybox.tar")); err != nil {
-		t.Fatal(err)
-	}
-	c.startAgent(t, a, extra...)
-	c.agents = append(c.agents, a)
-	return a
-}
+func (c *cluster) serverURL() string { return c.ServerURL() }
 
 func (c *cluster) startAgent(t *testing.T, a *harness.Agent, extra ...string) {
 	t.Helper()
-	args := append([]string{"--server", c.serverURL(), "--token", c.token, "--node-name", "skiff-" + a.Name,
-		// Each node's pods in a cgroup tree of their own: the kubelets
-		// share this host's cgroups.
-		"--kubelet-arg", "cgroup-root=/" + a.CgroupRoot()}, extra...)
-	if err := a.Start(args...); err != nil {
+	if err := c.StartAgent(a, extra...); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// waitNodesReady waits until every named node reports Ready, and fails at
-// once when an agent has exited.
+// waitNodesReady waits until every named node reports Ready.
 func (c *cluster) waitNodesReady(t *testing.T, names ...string) {
 	t.Helper()
 	start := time.Now()
-	err := wait.PollUntilContextTimeout(context.Background(), 500*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
-		for _, a := range c.agents {
-			if exited, err := a.Exited(); exited {
-				return false, fmt.Errorf("agent %s exited: %v", a.Name, err)
-			}
-		}
-		for _, name := range names {
-			n, err := c.client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-			if err != nil || !isNodeReady(n) {
-				return false, nil
-			}
-		}
-		return true, nil
-	})
-	if err != nil {
-		nodes, _ := c.client.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
-		var states []string
-		for _, n := range nodes.Items {
-			states = append(states, fmt.Sprintf("%s ready=%v", n.Name, isNodeReady(&n)))
-		}
-		t.Fatalf("nodes %v not Ready: %v; nodes: %v", names, err, states)
+	if err := c.WaitNodesReady(c.client, 3*time.Minute, names...); err != nil {
+		t.Fatal(err)
 	}
 	t.Logf("nodes %v Ready after %s", names, time.Since(start).Round(100*time.Millisecond))
 }
@@ -219,15 +173,11 @@ func TestMultiNode(t *testing.T) {
 func (c *cluster) checkRefusedJoins(t *testing.T) {
 	t.Helper()
 	bin, _ := harness.Binary()
-	a3, err := c.network.NewAgent(bin, "a3", t.TempDir())
+	a3, err := c.Network.NewAgent(bin, "a3", t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if err := a3.Remove(); err != nil {
-			t.Error(err)
-		}
-	})
+	c.Agents = append(c.Agents, a3) // removed with the cluster
 	good, err := supervisor.ParseToken(c.token)
 	if err != nil {
 		t.Fatal(err)
@@ -264,16 +214,13 @@ func (c *cluster) checkRefusedJoins(t *testing.T) {
 	}
 	token := strings.TrimSpace(string(created))
 	c.agents = append(c.agents, a3)
-	if err := a3.Start("--server", c.serverURL(), "--token", token, "--node-name", "skiff-a3",
-		"--kubelet-arg", "cgroup-root=/"+a3.CgroupRoot()); err != nil {
-		t.Fatal(err)
-	}
+	c.startAgent(t, a3, "--token", token) // the last --token wins
 	c.waitNodesReady(t, "skiff-a3")
 	list, err := exec.Command(c.server.Bin, "token", "list", "--kubeconfig", c.server.Kubeconfig()).CombinedOutput()
 	if err != nil || !strings.Contains(string(list), "for a3") || !strings.Contains(string(list), "in 59m") {
 		t.Errorf("skiff token list: %v\n%s", err, list)
 	}
-	if err := a3.Stop(30 * time.Second); err != nil {
+	if _, err := a3.Stop(30 * time.Second); err != nil {
 		t.Error(err)
 	}
 	c.agents = c.agents[:len(c.agents)-1]
@@ -311,12 +258,12 @@ func (c *cluster) checkNodeDownAndBack(t *testing.T, pinned *corev1.Pod) {
 
 	a2 := c.agents[1]
 	stopped := time.Now()
-	if err := a2.Stop(30 * time.Second); err != nil {
+	if _, err := a2.Stop(30 * time.Second); err != nil {
 		t.Fatal(err)
 	}
 	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, nodeGracePeriod+30*time.Second, true, func(ctx context.Context) (bool, error) {
 		n, err := c.client.CoreV1().Nodes().Get(ctx, "skiff-a2", metav1.GetOptions{})
-		return err == nil && !isNodeReady(n), nil
+		return err == nil && !harness.NodeReady(n), nil
 	})
 	if err != nil {
 		t.Fatalf("skiff-a2 still Ready %s after its agent stopped (grace period %s)", time.Since(stopped).Round(time.Second), nodeGracePeriod)

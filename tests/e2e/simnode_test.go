@@ -38,7 +38,7 @@ func TestSimulatedNodesAtScale(t *testing.T) {
 		}
 		ready := 0
 		for _, n := range list.Items {
-			if len(n.Spec.Taints) == 0 && n.Spec.PodCIDR != "" && isNodeReady(&n) {
+			if len(n.Spec.Taints) == 0 && n.Spec.PodCIDR != "" && harness.NodeReady(&n) {
 				ready++
 			}
 		}
@@ -83,13 +83,4 @@ func TestSimulatedNodesAtScale(t *testing.T) {
 	if err != nil {
 		t.Fatalf("pods on simulated nodes not gone after deletion: %v", err)
 	}
-}
-
-func isNodeReady(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -61,9 +60,7 @@ type Server struct {
 	Env []string
 
 	controllerPort, schedulerPort int
-	cmd                           *exec.Cmd
-	done                          chan struct{}
-	exitErr                       error
+	process
 }
 
 // NewServer prepares a server on dataDir with free ports and an empty
@@ -125,46 +122,7 @@ func (s *Server) Start() error {
 	if err := os.Remove(s.Kubeconfig()); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	log, err := os.OpenFile(s.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	s.cmd = exec.Command(s.Bin, s.CommandLine()...)
-	s.cmd.Stdout, s.cmd.Stderr = log, log
-	// SKIFF_* variables are read as flags: only the command line may
-	// configure a test server.
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "SKIFF_") {
-			s.cmd.Env = append(s.cmd.Env, kv)
-		}
-	}
-	s.cmd.Env = append(s.cmd.Env, "KUBE_WATCHCACHE_CONSISTENCY_CHECKER=true")
-	s.cmd.Env = append(s.cmd.Env, s.Env...)
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := s.cmd.Start(); err != nil {
-		log.Close()
-		return err
-	}
-	s.done = make(chan struct{})
-	go func() {
-		s.exitErr = s.cmd.Wait()
-		log.Close()
-		close(s.done)
-	}()
-	return nil
-}
-
-// Pid is the server's process id.
-func (s *Server) Pid() int { return s.cmd.Process.Pid }
-
-// Exited reports whether the process has ended, and how.
-func (s *Server) Exited() (bool, error) {
-	select {
-	case <-s.done:
-		return true, s.exitErr
-	default:
-		return false, nil
-	}
+	return s.start(exec.Command(s.Bin, s.CommandLine()...), s.LogPath, append([]string{"KUBE_WATCHCACHE_CONSISTENCY_CHECKER=true"}, s.Env...)...)
 }
 
 // WaitReady waits until the apiserver's /readyz answers ok to the admin,
@@ -229,40 +187,6 @@ func (s *Server) Client() (kubernetes.Interface, error) {
 		return nil, err
 	}
 	return kubernetes.NewForConfig(rc)
-}
-
-// Stop sends SIGTERM and waits up to timeout for the process to exit; it
-// returns how long that took. On timeout the process is killed.
-func (s *Server) Stop(timeout time.Duration) (time.Duration, error) {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return 0, nil
-	}
-	start := time.Now()
-	if exited, err := s.Exited(); exited {
-		return 0, fmt.Errorf("already exited: %v", err)
-	}
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		return 0, err
-	}
-	select {
-	case <-s.done:
-		return time.Since(start), s.exitErr
-	case <-time.After(timeout):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-		return time.Since(start), fmt.Errorf("did not exit within %s of SIGTERM; killed", timeout)
-	}
-}
-
-// Kill ends the process at once, for cleanup.
-func (s *Server) Kill() {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
-	}
-	if exited, _ := s.Exited(); !exited {
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
 }
 
 // RSS is the resident set size of the process in bytes, from /proc.

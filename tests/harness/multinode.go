@@ -1,15 +1,12 @@
 package harness
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
-	"time"
 )
 
 // Network is a bridge on this host that agents in network namespaces
@@ -69,9 +66,7 @@ type Agent struct {
 	DataDir  string
 	LogPath  string
 	bin      string
-	cmd      *exec.Cmd
-	done     chan struct{}
-	exitErr  error
+	process
 }
 
 // privateDirs are the host paths each agent gets a directory of its own
@@ -136,34 +131,11 @@ done
 		fmt.Fprintf(&script, "mkdir -p %s\nmount --bind %s %s\n", dir, own, dir)
 	}
 	script.WriteString(`exec "$0" agent "$@"` + "\n")
-	log, err := os.OpenFile(a.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
 	// nsenter, not ip netns exec, which would hide the cgroup mounts
 	// behind its own sysfs.
 	cmdArgs := append([]string{"--net=/run/netns/" + a.NS, "--", "unshare", "--mount", "--propagation", "private", "sh", "-c", script.String(), a.bin,
 		"--data-dir", a.DataDir, "--config", os.DevNull}, args...)
-	a.cmd = exec.Command("nsenter", cmdArgs...)
-	a.cmd.Stdout, a.cmd.Stderr = log, log
-	// Only the command line configures a test agent.
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "SKIFF_") {
-			a.cmd.Env = append(a.cmd.Env, kv)
-		}
-	}
-	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := a.cmd.Start(); err != nil {
-		log.Close()
-		return err
-	}
-	a.done = make(chan struct{})
-	go func() {
-		a.exitErr = a.cmd.Wait()
-		log.Close()
-		close(a.done)
-	}()
-	return nil
+	return a.start(exec.Command("nsenter", cmdArgs...), a.LogPath)
 }
 
 // CgroupRoot is the cgroup the agent's kubelet keeps its pods under
@@ -171,55 +143,11 @@ done
 // host's cgroups, and each must manage its own tree only.
 func (a *Agent) CgroupRoot() string { return "skiff-" + a.Name }
 
-// Exited reports whether the agent has ended, and how.
-func (a *Agent) Exited() (bool, error) {
-	if a.done == nil {
-		return false, nil
-	}
-	select {
-	case <-a.done:
-		return true, a.exitErr
-	default:
-		return false, nil
-	}
-}
-
-// Wait waits up to timeout for the agent to end by itself and returns how.
-func (a *Agent) Wait(timeout time.Duration) error {
-	select {
-	case <-a.done:
-		return a.exitErr
-	case <-time.After(timeout):
-		return errors.New("still running")
-	}
-}
-
-// Stop sends SIGTERM and waits up to timeout; on timeout it kills it.
-func (a *Agent) Stop(timeout time.Duration) error {
-	if exited, _ := a.Exited(); exited || a.cmd == nil {
-		return nil
-	}
-	_ = a.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-a.done:
-		return nil
-	case <-time.After(timeout):
-		_ = a.cmd.Process.Kill()
-		<-a.done
-		return fmt.Errorf("agent %s did not stop within %s of SIGTERM; killed", a.Name, timeout)
-	}
-}
-
 // Remove stops the agent and everything it started (its pods' shims and
 // containers, found by its data dir), and deletes its network namespace:
 // its mounts, interfaces and netfilter rules go with its namespaces.
 func (a *Agent) Remove() error {
-	if a.cmd != nil {
-		if exited, _ := a.Exited(); !exited {
-			_ = a.cmd.Process.Kill()
-			<-a.done
-		}
-	}
+	a.Kill()
 	err := KillNodeProcesses(a.DataDir)
 	a.removeNamespace()
 	// Its cgroup tree, deepest first, once its processes are gone.

@@ -71,8 +71,12 @@ func Killall(dataDir string) error {
 // each process's resident pages in full; PSS shares pages mapped by several
 // processes among them, so summing it counts the skiff binary's code, which
 // the server and its containerd both map, once.
+//
+// Anon counts anonymous memory only (heap, stacks): what the processes
+// allocated, which neither RSS nor PSS isolates when other processes of the
+// same binary (agents on this host) start and share its file pages.
 type Memory struct {
-	RSS, PSS int64
+	RSS, PSS, Anon int64
 }
 
 // NodeMemory is a node's memory by part: skiff (pid and every process below
@@ -85,7 +89,8 @@ type NodeMemory struct {
 
 // Total is the whole tree's memory.
 func (m NodeMemory) Total() Memory {
-	return Memory{RSS: m.Skiff.RSS + m.Shims.RSS + m.Containers.RSS, PSS: m.Skiff.PSS + m.Shims.PSS + m.Containers.PSS}
+	return Memory{RSS: m.Skiff.RSS + m.Shims.RSS + m.Containers.RSS, PSS: m.Skiff.PSS + m.Shims.PSS + m.Containers.PSS,
+		Anon: m.Skiff.Anon + m.Shims.Anon + m.Containers.Anon}
 }
 
 // TreeMemory measures the node that skiff server pid runs from dataDir.
@@ -122,29 +127,42 @@ func TreeMemory(pid int, dataDir string) (m NodeMemory, err error) {
 		if err != nil {
 			continue // gone meanwhile
 		}
-		pss, err := pssOf(p)
+		pss, anon, err := pssOf(p)
 		if err != nil {
 			continue
 		}
 		into.RSS += rss
 		into.PSS += pss
+		into.Anon += anon
 	}
 	return m, nil
 }
 
-// pssOf reads a process's proportional set size from smaps_rollup.
-func pssOf(pid int) (int64, error) {
+// pssOf reads a process's proportional set size and anonymous memory
+// from smaps_rollup.
+func pssOf(pid int) (pss, anon int64, err error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	var kb int64
+	found := false
 	for line := range strings.Lines(string(data)) {
-		if n, _ := fmt.Sscanf(line, "Pss: %d kB", &kb); n == 1 {
-			return kb * 1024, nil
+		var kb int64
+		switch {
+		case strings.HasPrefix(line, "Pss:"):
+			if _, err := fmt.Sscanf(line, "Pss: %d kB", &kb); err == nil {
+				pss, found = kb*1024, true
+			}
+		case strings.HasPrefix(line, "Anonymous:"):
+			if _, err := fmt.Sscanf(line, "Anonymous: %d kB", &kb); err == nil {
+				anon = kb * 1024
+			}
 		}
 	}
-	return 0, errors.New("no Pss in smaps_rollup")
+	if !found {
+		return 0, 0, errors.New("no Pss in smaps_rollup")
+	}
+	return pss, anon, nil
 }
 
 type procInfo struct {
