@@ -30,6 +30,7 @@ type agentFlags struct {
 	server     string
 	token      string
 	tokenFile  string
+	lbPort     int
 	node       config.Node
 	verbosity  int
 }
@@ -40,6 +41,7 @@ func (f *agentFlags) add(fs *pflag.FlagSet) {
 	fs.StringVarP(&f.server, "server", "s", "", "The server to join, https://<server>:6443 ($SKIFF_URL)")
 	fs.StringVarP(&f.token, "token", "t", "", "The server's join token: <data-dir>/server/agent-token on the server, or one from `skiff token create`")
 	fs.StringVar(&f.tokenFile, "token-file", "", "File holding --token")
+	fs.IntVar(&f.lbPort, "lb-server-port", config.DefaultLBServerPort, "Loopback port of the node's load balancer over the cluster's servers")
 	addNodeFlags(fs, &f.node)
 	fs.IntVarP(&f.verbosity, "v", "v", 0, "Log verbosity")
 }
@@ -100,7 +102,14 @@ func (f *agentFlags) agentConfig(from origins) (*config.Agent, error) {
 	if err != nil && f.node.IP == "" {
 		return nil, fmt.Errorf("finding this node's address: %w; set --node-ip", err)
 	}
-	return config.NewAgent(f.dataDir, f.node, f.server, token, ip)
+	if f.lbPort < 1 || f.lbPort > 65535 {
+		return nil, from.wrap(&config.FieldError{Field: "lb-server-port", Value: fmt.Sprint(f.lbPort), Reason: "must be between 1 and 65535"})
+	}
+	cfg, err := config.NewAgent(f.dataDir, f.node, f.server, token, ip)
+	if err == nil {
+		cfg.LBServerPort = f.lbPort
+	}
+	return cfg, err
 }
 
 // runAgent runs the node until SIGINT or SIGTERM: it joins the server, then
@@ -119,7 +128,8 @@ func runAgent(cfg *config.Agent) error {
 	if err := agent.Preflight(cfg); err != nil {
 		return err
 	}
-	parts := append([]lifecycle.Component{agent.Join(cfg)}, agent.Components(cfg)...)
+	parts := []lifecycle.Component{agent.LoadBalancer(cfg), agent.Join(cfg), agent.WatchServers(cfg)}
+	parts = append(parts, agent.Components(cfg)...)
 	parts = append(parts, agent.Ready(cfg, notifySocket))
 	err := (&lifecycle.Runner{Components: parts}).Run(ctx)
 	klog.InfoS("skiff agent stopped")

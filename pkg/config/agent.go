@@ -3,6 +3,8 @@ package config
 import (
 	"net"
 	"path/filepath"
+
+	"github.com/skiff-dev/skiff/internal/loadbalancer"
 )
 
 // Defaults of the node agent, named and placed as in k3s.
@@ -14,6 +16,7 @@ const (
 	DefaultSandboxImage  = "localhost/skiff/pause:1"
 	ContainerdNamespace  = "k8s.io"
 	DefaultContainerdLog = "containerd.log"
+	DefaultLBServerPort  = 6444
 )
 
 // Agent is the configuration of the node agent: containerd, the kubelet and
@@ -31,6 +34,14 @@ type Agent struct {
 	// kube-proxy talk to; Token the join token.
 	ServerURL string
 	Token     string
+	// LBServerPort is the loopback port of the node's load balancer over
+	// the cluster's servers (k3s's --lb-server-port); 0 for a server's
+	// own node, which talks to its own apiserver.
+	LBServerPort int
+	// JoinURL is the server the node was given when ServerURL is its
+	// load balancer; Balancer that load balancer, once it runs.
+	JoinURL  string
+	Balancer *loadbalancer.LoadBalancer
 
 	// The cluster's settings, from the server.
 	ClusterCIDR    *net.IPNet
