@@ -44,6 +44,9 @@ type serverFlags struct {
 	writeKubeconfig     string
 	writeKubeconfigMode string
 	datastore           datastore.Config
+	clusterInit         bool
+	joinServer          string
+	etcdPorts           [3]int
 	apiserverArgs       []string
 	controllerArgs      []string
 	schedulerArgs       []string
@@ -130,6 +133,11 @@ func (f *serverFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&f.datastore.CertFile, "datastore-certfile", "", "TLS client certificate file for the datastore")
 	fs.StringVar(&f.datastore.KeyFile, "datastore-keyfile", "", "TLS client key file for the datastore")
 	fs.DurationVar(&f.datastore.CompactInterval, "datastore-compact-interval", datastore.DefaultCompactInterval, "How often old revisions are compacted, keeping the newest 1000 (0: when the apiserver asks)")
+	fs.BoolVar(&f.clusterInit, "cluster-init", false, "Use embedded etcd as the datastore, so that more servers can join (moves an existing SQLite datastore into it once)")
+	fs.StringVarP(&f.joinServer, "server", "s", "", "Join the cluster of this server, https://<server>:6443, as another server ($SKIFF_URL; needs its --token)")
+	fs.IntVar(&f.etcdPorts[0], "etcd-client-port", datastore.DefaultEtcdClientPort, "Embedded etcd's client port")
+	fs.IntVar(&f.etcdPorts[1], "etcd-peer-port", datastore.DefaultEtcdPeerPort, "Embedded etcd's peer port")
+	fs.IntVar(&f.etcdPorts[2], "etcd-metrics-port", datastore.DefaultEtcdMetricsPort, "Embedded etcd's metrics port, on loopback")
 	fs.StringArrayVar(&f.apiserverArgs, "kube-apiserver-arg", nil, "Extra kube-apiserver flag as flag=value (repeatable)")
 	fs.StringArrayVar(&f.controllerArgs, "kube-controller-manager-arg", nil, "Extra kube-controller-manager flag as flag=value (repeatable)")
 	fs.StringArrayVar(&f.schedulerArgs, "kube-scheduler-arg", nil, "Extra kube-scheduler flag as flag=value (repeatable)")
@@ -188,6 +196,11 @@ func (f *serverFlags) serverConfig(from origins) (*config.Server, error) {
 		ClusterDomain:              f.clusterDomain,
 		WriteKubeconfig:            f.writeKubeconfig,
 		Datastore:                  f.datastore,
+		ClusterInit:                f.clusterInit,
+		JoinServer:                 f.joinServer,
+		EtcdClientPort:             f.etcdPorts[0],
+		EtcdPeerPort:               f.etcdPorts[1],
+		EtcdMetricsPort:            f.etcdPorts[2],
 		ExtraAPIServerArgs:         f.apiserverArgs,
 		ExtraControllerManagerArgs: f.controllerArgs,
 		ExtraSchedulerArgs:         f.schedulerArgs,
@@ -249,7 +262,7 @@ func runServer(cfg *config.Server) error {
 	cfg.NotifySocket = os.Getenv("NOTIFY_SOCKET")
 	os.Unsetenv("NOTIFY_SOCKET")
 	klog.InfoS("Starting skiff server", "version", version.Version, "kubernetes", version.Kubernetes(), "dataDir", cfg.DataDir)
-	parts, closeServer, err := serverParts(cfg)
+	parts, closeServer, err := serverParts(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -262,7 +275,7 @@ func runServer(cfg *config.Server) error {
 // serverParts checks everything that can fail on bad input before it writes
 // anything, then prepares the control plane and, unless --disable-agent,
 // this machine's node, as one ordered list of parts.
-func serverParts(cfg *config.Server) ([]lifecycle.Component, func(), error) {
+func serverParts(ctx context.Context, cfg *config.Server) ([]lifecycle.Component, func(), error) {
 	srv, err := server.New(cfg)
 	if err != nil {
 		return nil, nil, err
@@ -274,7 +287,7 @@ func serverParts(cfg *config.Server) ([]lifecycle.Component, func(), error) {
 		}
 	}
 	if err == nil {
-		err = srv.Init()
+		err = srv.Init(ctx)
 	}
 	if err != nil {
 		srv.Close()

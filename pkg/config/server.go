@@ -50,6 +50,17 @@ type Server struct {
 	WriteKubeconfigMode os.FileMode
 
 	Datastore datastore.Config
+	// ClusterInit makes embedded etcd the datastore of a new cluster, one
+	// that more servers can join (--cluster-init); a server with a SQLite
+	// datastore moves its data into etcd once.
+	ClusterInit bool
+	// JoinServer is the URL of a server of the cluster this server joins
+	// (--server); Token is then that cluster's server token. Without
+	// --datastore-endpoint it becomes a member of the embedded etcd.
+	JoinServer string
+	// EtcdClientPort, EtcdPeerPort and EtcdMetricsPort are the embedded
+	// etcd's ports (the metrics on loopback only).
+	EtcdClientPort, EtcdPeerPort, EtcdMetricsPort int
 
 	ExtraAPIServerArgs         []string
 	ExtraControllerManagerArgs []string
@@ -103,3 +114,13 @@ func (s *Server) AgentTokenFile() string { return filepath.Join(s.ServerDir(), "
 
 // DBDir holds the default SQLite datastore.
 func (s *Server) DBDir() string { return filepath.Join(s.ServerDir(), "db") }
+
+// EtcdDataDir holds the embedded etcd member's data.
+func (s *Server) EtcdDataDir() string { return filepath.Join(s.DBDir(), "etcd") }
+
+// EmbeddedEtcd says whether the datastore is the servers' embedded etcd:
+// on a server started with --cluster-init, or joining one without an
+// external datastore.
+func (s *Server) EmbeddedEtcd() bool {
+	return s.ClusterInit || s.JoinServer != "" && s.Datastore.Endpoint == ""
+}

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -76,6 +77,9 @@ func (s *Server) Validate() error {
 	if err := datastore.CheckEndpoint(s.Datastore.Endpoint); err != nil {
 		return &FieldError{"datastore-endpoint", datastore.Redact(s.Datastore.Endpoint), err.Error()}
 	}
+	if err := s.validateHA(); err != nil {
+		return err
+	}
 	if err := s.SimulatedNodes.Validate(); err != nil {
 		return &FieldError{"simulated-nodes", fmt.Sprint(s.SimulatedNodes.Count), err.Error()}
 	}
@@ -84,6 +88,31 @@ func (s *Server) Validate() error {
 		"kube-controller-manager-arg": s.ExtraControllerManagerArgs,
 		"kube-scheduler-arg":          s.ExtraSchedulerArgs,
 	})
+}
+
+// validateHA checks the settings of several servers: embedded etcd and
+// joining a cluster.
+func (s *Server) validateHA() error {
+	if s.ClusterInit && s.Datastore.Endpoint != "" {
+		return &FieldError{"cluster-init", "true", "--cluster-init makes embedded etcd the datastore; it cannot be combined with --datastore-endpoint " + datastore.Redact(s.Datastore.Endpoint)}
+	}
+	if s.ClusterInit && s.JoinServer != "" {
+		return &FieldError{"cluster-init", "true", "--cluster-init starts a new cluster; a server joining one with --server " + s.JoinServer + " takes neither"}
+	}
+	if s.JoinServer != "" {
+		if u, err := url.Parse(s.JoinServer); err != nil || u.Scheme != "https" || u.Host == "" {
+			return &FieldError{"server", s.JoinServer, "not a URL such as https://192.0.2.10:6443"}
+		}
+		if s.Token == "" {
+			return &FieldError{"token", "", "a server joining another with --server needs that cluster's server token: --token (or --token-file) with <data-dir>/server/token of the first server"}
+		}
+	}
+	for flag, port := range map[string]int{"etcd-client-port": s.EtcdClientPort, "etcd-peer-port": s.EtcdPeerPort, "etcd-metrics-port": s.EtcdMetricsPort} {
+		if s.EmbeddedEtcd() && (port < 1 || port > 65535) {
+			return &FieldError{flag, fmt.Sprint(port), "must be between 1 and 65535"}
+		}
+	}
+	return nil
 }
 
 // checkArgs checks extra component arguments, by the flag that takes them.

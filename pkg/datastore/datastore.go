@@ -140,3 +140,13 @@ func Start(ctx context.Context, cfg Config, dbDir, socket string) (*Backend, err
 	}
 	return b, nil
 }
+
+// Shared reports whether several servers can share the datastore at
+// endpoint: an etcd cluster or a database server, not SQLite or memory.
+func Shared(endpoint string) bool {
+	switch Scheme(endpoint) {
+	case "sqlite", "memory":
+		return false
+	}
+	return true
+}

@@ -84,7 +84,7 @@ func Ensure(dir Dir, servingNames certutil.AltNames) error {
 	}
 	cas := map[string]*authority{}
 	for _, name := range []string{ClientCA, ServerCA, RequestHeaderCA} {
-		ca, err := ensureCA(dir, name)
+		ca, err := ensureCA(dir, "skiff-"+name, name)
 		if err != nil {
 			return err
 		}
@@ -116,7 +116,9 @@ type authority struct {
 	key  crypto.Signer
 }
 
-func ensureCA(dir Dir, name string) (*authority, error) {
+// ensureCA loads CA name from dir, or makes one whose common name starts
+// with prefix.
+func ensureCA(dir Dir, prefix, name string) (*authority, error) {
 	if pkiutil.CertOrKeyExist(string(dir), name) {
 		cert, key, err := pkiutil.TryLoadCertAndKeyFromDisk(string(dir), name)
 		if err != nil {
@@ -127,7 +129,7 @@ func ensureCA(dir Dir, name string) (*authority, error) {
 	}
 	now := time.Now()
 	cert, key, err := pkiutil.NewCertificateAuthority(&pkiutil.CertConfig{
-		Config:              certutil.Config{CommonName: "skiff-" + name + "@" + fmt.Sprint(now.Unix()), NotBefore: now.Add(-time.Hour)},
+		Config:              certutil.Config{CommonName: prefix + "@" + fmt.Sprint(now.Unix()), NotBefore: now.Add(-time.Hour)},
 		NotAfter:            now.Add(CAValidity),
 		EncryptionAlgorithm: keyAlgorithm,
 	})

@@ -5,10 +5,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	certutil "k8s.io/client-go/util/cert"
+	"k8s.io/kubernetes/cmd/kubeadm/app/util/pkiutil"
 )
 
 func readAll(t *testing.T, dir Dir) map[string][]byte {
@@ -119,5 +121,39 @@ func TestKubeconfigWriteIsIdempotent(t *testing.T) {
 	data, _ := os.ReadFile(path)
 	if !strings.Contains(string(data), "client-key-data") || strings.Contains(string(data), string(dir)) {
 		t.Error("an embedded kubeconfig must carry the data, not paths")
+	}
+}
+
+func TestEnsureEtcdNamesTheMemberAndKeepsItsCAs(t *testing.T) {
+	dir := Dir(t.TempDir())
+	ip := net.ParseIP("192.0.2.10")
+	if err := EnsureEtcd(dir, []net.IP{ip}); err != nil {
+		t.Fatal(err)
+	}
+	cas := readAll(t, dir.EtcdDir())
+	for _, name := range []string{EtcdServing, EtcdPeer} {
+		cert, _, err := pkiutil.TryLoadCertAndKeyFromDisk(string(dir.EtcdDir()), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(cert.IPAddresses, ip.Equal) {
+			t.Errorf("%s names %v, not the member's address %s", name, cert.IPAddresses, ip)
+		}
+	}
+	if info, err := os.Stat(dir.EtcdDir().Key(EtcdPeerCA)); err != nil || info.Mode().Perm() != 0o600 {
+		t.Errorf("peer CA key: %v %v", info.Mode(), err)
+	}
+	// A new address re-issues the certificates, never the CAs.
+	if err := EnsureEtcd(dir, []net.IP{net.ParseIP("192.0.2.11")}); err != nil {
+		t.Fatal(err)
+	}
+	again := readAll(t, dir.EtcdDir())
+	for _, f := range []string{EtcdServerCA + ".crt", EtcdPeerCA + ".key"} {
+		if !bytes.Equal(cas[f], again[f]) {
+			t.Errorf("%s changed", f)
+		}
+	}
+	if bytes.Equal(cas[EtcdPeer+".crt"], again[EtcdPeer+".crt"]) {
+		t.Error("the peer certificate was not re-issued for the new address")
 	}
 }

@@ -53,6 +53,12 @@ type Server struct {
 	servingIPs []net.IP
 	// The join tokens (see tokens.go).
 	serverToken, agentToken supervisor.Token
+	// etcd is this server's embedded etcd member, nil with another
+	// datastore; etcdPeers reach the members of the cluster it joined.
+	etcd      *datastore.Etcd
+	etcdPeers []string
+	// joinedAgentToken is the agent token of the cluster it joined.
+	joinedAgentToken string
 }
 
 // New makes every check that can fail on bad input (the apiserver's port,
@@ -65,6 +71,21 @@ func New(cfg *config.Server) (*Server, error) {
 		return nil, err
 	}
 	s.port = s.listener.Addr().(*net.TCPAddr).Port
+	if err := checkEtcdState(cfg); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if cfg.EmbeddedEtcd() {
+		for _, p := range []struct {
+			what, flag string
+			port       int
+		}{{"embedded etcd's clients", "--etcd-client-port", cfg.EtcdClientPort}, {"embedded etcd's peers", "--etcd-peer-port", cfg.EtcdPeerPort}} {
+			if err := checkFree(p.what, p.flag, "", p.port); err != nil {
+				s.Close()
+				return nil, err
+			}
+		}
+	}
 	s.cmArgs = control.ControllerManagerArgs(cfg, s.tls, s.kubeconfig("controller"))
 	s.schedArgs = control.SchedulerArgs(cfg, s.kubeconfig("scheduler"))
 	if err := checkComponents(control.APIServerArgs(cfg, s.port, s.tls, &datastore.Backend{}, s.advertise), s.cmArgs, s.schedArgs); err != nil {
@@ -112,15 +133,42 @@ func (s *Server) kubeconfig(name string) string {
 	return filepath.Join(s.cfg.CredDir(), name+".kubeconfig")
 }
 
-// Init locks the data dir and writes the certificates and the components'
-// kubeconfigs: the first state the server writes.
-func (s *Server) Init() error {
+// Init locks the data dir, joins the cluster of --server (waiting while
+// it cannot be reached, as long as ctx lets it) and writes the
+// certificates and the components' kubeconfigs: the first state the
+// server writes. A join that fails leaves a new data dir as it was.
+func (s *Server) Init(ctx context.Context) error {
+	// What a failed join removes: the directories it made.
+	made := ""
+	for _, dir := range []string{s.cfg.ServerDir(), s.cfg.DataDir} {
+		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+			made = dir
+		}
+	}
 	var err error
 	if s.lock, err = lockDataDir(s.cfg.ServerDir()); err != nil {
 		return err
 	}
+	if s.cfg.EmbeddedEtcd() {
+		if s.etcd, err = s.etcdMember(); err != nil {
+			return err
+		}
+	}
+	if err := s.joinCluster(ctx); err != nil {
+		if made != "" {
+			s.lock.Close()
+			s.lock = nil
+			os.RemoveAll(made)
+		}
+		return err
+	}
 	if s.servingIPs, err = writeCredentials(s.cfg, s.tls, s.advertise, s.LocalURL()); err != nil {
 		return err
+	}
+	if s.etcd != nil {
+		if err := pki.EnsureEtcd(s.tls, []net.IP{s.advertise}); err != nil {
+			return fmt.Errorf("certificates in %s: %w", s.tls.EtcdDir(), err)
+		}
 	}
 	if err := s.ensureTokens(); err != nil {
 		return err
@@ -145,7 +193,9 @@ func (s *Server) Components() []lifecycle.Component {
 	parts := []lifecycle.Component{
 		s.datastore(),
 		lifecycle.Run("kube-apiserver", func(ctx context.Context) error {
-			join, err := supervisor.NewHandler(s.agentConfig(), s.tls, s.servingIPs, s.admin)
+			join, err := supervisor.NewHandler(s.agentConfig(), s.tls, s.servingIPs, s.admin, supervisor.ServerSide{
+				TLS: s.tls, AgentToken: s.agentToken.String(), Datastore: s.datastoreKind(), AddEtcdMember: s.addEtcdMember,
+			})
 			if err != nil {
 				return err
 			}
@@ -161,25 +211,25 @@ func (s *Server) Components() []lifecycle.Component {
 		lifecycle.Step("join access", func(ctx context.Context) error {
 			return supervisor.EnsureJoinAccess(ctx, s.admin, s.serverToken, s.agentToken)
 		}),
-		lifecycle.Run("kube-controller-manager", func(ctx context.Context) error {
+		lifecycle.Run("kube-controller-manager", s.elected("kube-controller-manager", func(ctx context.Context) error {
 			return control.RunControllerManager(ctx, s.cmArgs)
-		}),
-		lifecycle.Run("kube-scheduler", func(ctx context.Context) error {
+		})),
+		lifecycle.Run("kube-scheduler", s.elected("kube-scheduler", func(ctx context.Context) error {
 			return control.RunScheduler(ctx, s.schedArgs)
-		}),
+		})),
 	}
 	if cfg.SimulatedNodes.Count > 0 {
 		parts = append(parts, lifecycle.Run("simulated nodes", func(ctx context.Context) error {
 			return runSimulatedNodes(ctx, s.kubeconfig("admin"), cfg.SimulatedNodes)
 		}))
 	}
-	parts = append(parts, lifecycle.Run("add-on deployer", func(ctx context.Context) error {
+	parts = append(parts, lifecycle.Run("add-on deployer", s.elected("skiff-addons", func(ctx context.Context) error {
 		return runAddons(ctx, cfg, s.kubeconfig("admin"))
-	}))
+	})))
 	if !slices.Contains(cfg.Disable, config.ServiceLB) {
-		parts = append(parts, lifecycle.Run("servicelb", func(ctx context.Context) error {
+		parts = append(parts, lifecycle.Run("servicelb", s.elected("skiff-servicelb", func(ctx context.Context) error {
 			return runServiceLB(ctx, s.kubeconfig("admin"))
-		}))
+		})))
 	}
 	return append(parts, lifecycle.Step("admin kubeconfig", func(context.Context) error {
 		kc := pki.Kubeconfig{Server: s.LocalURL(), CA: s.tls.Cert(pki.ServerCA), Cert: s.tls.Cert(pki.ClientAdmin), Key: s.tls.Key(pki.ClientAdmin), Embed: true}
@@ -191,13 +241,29 @@ func (s *Server) Components() []lifecycle.Component {
 	}))
 }
 
-// datastore runs kine (or reaches an external etcd), ready once it listens.
+// elected runs a controller under a lease when several servers can share
+// the datastore, so that one of them runs it; otherwise at once.
+func (s *Server) elected(lease string, run func(context.Context) error) func(context.Context) error {
+	if !s.cfg.EmbeddedEtcd() && !datastore.Shared(s.cfg.Datastore.Endpoint) {
+		return run
+	}
+	return leaderElected(lease, s.admin, run)
+}
+
+// datastore runs the embedded etcd member or kine (or reaches an external
+// etcd), ready once it serves.
 func (s *Server) datastore() lifecycle.Component {
 	started := make(chan struct{})
 	return lifecycle.Run("datastore", func(ctx context.Context) error {
-		db, err := datastore.Start(ctx, s.cfg.Datastore, s.cfg.DBDir(), filepath.Join(s.cfg.ServerDir(), "kine.sock"))
+		var db *datastore.Backend
+		var err error
+		if s.etcd != nil {
+			db, err = s.startEtcd(ctx)
+		} else if db, err = datastore.Start(ctx, s.cfg.Datastore, s.cfg.DBDir(), filepath.Join(s.cfg.ServerDir(), "kine.sock")); err != nil {
+			err = fmt.Errorf("%w; check --datastore-endpoint and that the datastore is reachable", err)
+		}
 		if err != nil {
-			return fmt.Errorf("%w; check --datastore-endpoint and that the datastore is reachable", err)
+			return err
 		}
 		s.db = db
 		close(started)

@@ -26,7 +26,11 @@ func (s *Server) ensureTokens() error {
 	if s.serverToken, err = ensureToken(s.cfg.TokenFile(), s.cfg.Token, "--token", hash); err != nil {
 		return err
 	}
-	s.agentToken, err = ensureToken(s.cfg.AgentTokenFile(), s.cfg.AgentToken, "--agent-token", hash)
+	agentToken := s.cfg.AgentToken
+	if agentToken == "" {
+		agentToken = s.joinedAgentToken // the cluster's, from the server joined
+	}
+	s.agentToken, err = ensureToken(s.cfg.AgentTokenFile(), agentToken, "--agent-token", hash)
 	return err
 }
 

@@ -67,3 +67,49 @@ type NodeResponse struct {
 	ServerCA string `json:"serverCA"`
 	ClientCA string `json:"clientCA"`
 }
+
+// PathServer is where a server joining the cluster gets its shared
+// secrets (and, with embedded etcd, its etcd membership).
+const PathServer = PathPrefix + "server"
+
+// Datastore kinds a server reports to a joining server.
+const (
+	DatastoreSQLite   = "sqlite"   // one server only
+	DatastoreEtcd     = "etcd"     // embedded etcd: the joiner becomes a member
+	DatastoreExternal = "external" // shared: the joiner uses the same endpoint
+)
+
+// ServerRequest is a joining server's request.
+type ServerRequest struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"` // ServerRequest
+	// Name is the joining server's etcd member name.
+	Name string `json:"name"`
+	// EtcdPeerURL is where its etcd member will listen for peers; empty
+	// when it does not run embedded etcd.
+	EtcdPeerURL string `json:"etcdPeerURL,omitempty"`
+	// ClusterCIDR, ServiceCIDR and ClusterDomain are the joiner's, which
+	// must be the cluster's.
+	ClusterCIDR   string `json:"clusterCIDR"`
+	ServiceCIDR   string `json:"serviceCIDR"`
+	ClusterDomain string `json:"clusterDomain"`
+}
+
+// ServerResponse carries what every server of a cluster shares: the CAs
+// and their keys, the service-account key, the agent token, and how to
+// reach the datastore.
+type ServerResponse struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"` // ServerResponse
+	// Files are the shared files of the TLS directory by their path in
+	// it, PEM.
+	Files      map[string]string `json:"files"`
+	AgentToken string            `json:"agentToken"`
+	// Datastore is one of the Datastore* kinds.
+	Datastore string `json:"datastore"`
+	// EtcdInitialCluster is the joiner's etcd initial cluster
+	// (name=peerURL,...) after it was added as a learner.
+	EtcdInitialCluster string `json:"etcdInitialCluster,omitempty"`
+	// EtcdClientURLs reach the cluster's current members.
+	EtcdClientURLs []string `json:"etcdClientURLs,omitempty"`
+}

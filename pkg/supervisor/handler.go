@@ -40,14 +40,16 @@ type Handler struct {
 	apiserverIPs []net.IP
 	client       kubernetes.Interface
 	limiter      *rate.Limiter
+	servers      ServerSide
 }
 
 // NewHandler serves config to joining nodes and signs their certificates
 // with the CAs in tlsDir; client reads and writes the node passwords.
-func NewHandler(config AgentConfig, tlsDir pki.Dir, apiserverIPs []net.IP, client kubernetes.Interface) (*Handler, error) {
+// servers says how more servers join.
+func NewHandler(config AgentConfig, tlsDir pki.Dir, apiserverIPs []net.IP, client kubernetes.Interface, servers ServerSide) (*Handler, error) {
 	config.APIVersion, config.Kind = APIVersion, "AgentConfig"
 	h := &Handler{
-		config: config, apiserverIPs: apiserverIPs, client: client,
+		config: config, apiserverIPs: apiserverIPs, client: client, servers: servers,
 		// Joins are rare; a burst of a few dozen nodes is served, a flood
 		// waits.
 		limiter: rate.NewLimiter(20, 50),
@@ -81,6 +83,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, h.config)
 	case r.URL.Path == PathNode && r.Method == http.MethodPost:
 		h.serveNode(w, r)
+	case r.URL.Path == PathServer && r.Method == http.MethodPost:
+		h.serveServer(w, r)
 	default:
 		http.NotFound(w, r)
 	}

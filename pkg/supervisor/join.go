@@ -315,9 +315,9 @@ func (c *joinClient) once(ctx context.Context, method, path string, in, out any)
 	case resp.StatusCode == http.StatusOK:
 		return json.Unmarshal(data, out)
 	case resp.StatusCode == http.StatusUnauthorized:
-		return &refusedError{resp.StatusCode, "the server refused the token (401 Unauthorized): use the token from the server's <data-dir>/server/agent-token, or one made with `skiff token create`"}
+		return &refusedError{resp.StatusCode, "the server refused the token (401 Unauthorized): use the token from the server's <data-dir>/server/agent-token (a server: <data-dir>/server/token), or one made with `skiff token create`"}
 	case resp.StatusCode == http.StatusForbidden:
-		return &refusedError{resp.StatusCode, "the token may not join nodes (403 Forbidden): " + msg}
+		return &refusedError{resp.StatusCode, "the token may not join (403 Forbidden): " + msg}
 	case resp.StatusCode == http.StatusConflict || resp.StatusCode == http.StatusBadRequest:
 		return &refusedError{resp.StatusCode, msg}
 	case resp.StatusCode == http.StatusNotFound:

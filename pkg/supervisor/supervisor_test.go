@@ -64,7 +64,7 @@ func testServer(t *testing.T) (*httptest.Server, pki.Dir, *fake.Clientset) {
 	}
 	client := fake.NewClientset()
 	h, err := NewHandler(AgentConfig{ClusterCIDR: "10.42.0.0/16", ServiceCIDR: "10.43.0.0/16", ClusterDNS: "10.43.0.10", ClusterDomain: "cluster.local", LocalStorage: true},
-		dir, []net.IP{net.ParseIP("192.0.2.10")}, client)
+		dir, []net.IP{net.ParseIP("192.0.2.10")}, client, ServerSide{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +179,7 @@ func TestNodeNameTakenByAnotherPassword(t *testing.T) {
 
 func TestHandlerDecidesIdentities(t *testing.T) {
 	_, dir, client := testServer(t)
-	h, err := NewHandler(AgentConfig{}, dir, []net.IP{net.ParseIP("192.0.2.10")}, client)
+	h, err := NewHandler(AgentConfig{}, dir, []net.IP{net.ParseIP("192.0.2.10")}, client, ServerSide{})
 	if err != nil {
 		t.Fatal(err)
 	}

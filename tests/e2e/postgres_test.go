@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"os/user"
@@ -8,6 +9,11 @@ import (
 	"strconv"
 	"syscall"
 	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/skiff-dev/skiff/tests/harness"
 )
@@ -61,8 +67,46 @@ func TestPostgres(t *testing.T) {
 	startDaemon(t, pg, filepath.Join(dir, "postgres.log"), syscall.SIGINT)
 	waitForPort(t, "127.0.0.1:"+strconv.Itoa(port))
 
-	s := startServer(t, "--datastore-endpoint", "postgres://postgres@127.0.0.1:"+strconv.Itoa(port)+"/kubernetes?sslmode=disable")
+	endpoint := "postgres://postgres@127.0.0.1:" + strconv.Itoa(port) + "/kubernetes?sslmode=disable"
+	s := startServer(t, "--datastore-endpoint", endpoint)
 	checkObjectSurvivesRestart(t, s)
+	checkTwoServersShareADatastore(t, s, endpoint)
+}
+
+// checkTwoServersShareADatastore joins a second server to s on the same
+// datastore, kills s, and checks that the second's controllers take over:
+// a Deployment made after the kill reaches its replicas (on simulated
+// nodes of the second server).
+func checkTwoServersShareADatastore(t *testing.T, s *harness.Server, endpoint string) {
+	t.Helper()
+	ctx := context.Background()
+	token := readToken(t, filepath.Join(s.DataDir, "server", "token"))
+	s2 := startServer(t, "--datastore-endpoint", endpoint, "--server", "https://127.0.0.1:"+strconv.Itoa(s.Port), "--token", token,
+		"--simulated-nodes", "2")
+	c2 := kubernetes.NewForConfigOrDie(mustRESTConfig(t, s2))
+	lease, err := c2.CoordinationV1().Leases("kube-system").Get(ctx, "kube-controller-manager", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := *lease.Spec.HolderIdentity
+	s.Kill()
+	killed := time.Now()
+	d := httpdDeployment("after-kill", 3, map[string]string{"app": "after-kill"}, "sleep", "3600")
+	if _, err := c2.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err = wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		d, err := c2.AppsV1().Deployments("default").Get(ctx, "after-kill", metav1.GetOptions{})
+		return err == nil && d.Status.ReadyReplicas == 3, nil
+	})
+	if err != nil {
+		t.Fatalf("a Deployment made after the first server was killed: %v", err)
+	}
+	lease, err = c2.CoordinationV1().Leases("kube-system").Get(ctx, "kube-controller-manager", metav1.GetOptions{})
+	if err != nil || *lease.Spec.HolderIdentity == first {
+		t.Errorf("the controller-manager's lease did not move from %s: %v", first, err)
+	}
+	t.Logf("the second server's controllers took over: a Deployment made after the kill was ready %s later", time.Since(killed).Round(100*time.Millisecond))
 }
 
 func postgresBinDir() (string, error) {

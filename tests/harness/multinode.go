@@ -7,6 +7,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 )
 
 // Network is a bridge on this host that agents in network namespaces
@@ -53,19 +57,22 @@ func (n *Network) Close() {
 	_ = run("ip", "link", "delete", n.Bridge)
 }
 
-// Agent is a `skiff agent` in a network namespace of its own (a veth pair
-// to the network's bridge) and a mount namespace of its own, in which the
-// host paths a node uses (/run/skiff, /var/lib/kubelet, the pod logs, the
-// CNI and flannel state, the pods' network namespaces) are directories of
-// its root, so that several agents share this host without seeing each
-// other's state.
+// Agent is a `skiff agent` (or, with Role "server", a `skiff server` and
+// its node) in a network namespace of its own (a veth pair to the
+// network's bridge) and a mount namespace of its own, in which the host
+// paths a node uses (/run/skiff, /var/lib/kubelet, the pod logs, the CNI
+// and flannel state, the pods' network namespaces) are directories of its
+// root, so that several nodes share this host without seeing each other's
+// state.
 type Agent struct {
 	Name, NS string
 	IP       net.IP
 	Root     string // its directories, and DataDir
 	DataDir  string
 	LogPath  string
-	bin      string
+	// Role is the skiff command it runs: agent (the default) or server.
+	Role string
+	bin  string
 	process
 }
 
@@ -76,7 +83,7 @@ var privateDirs = []string{"/run/skiff", "/run/flannel", "/run/netns", "/var/lib
 // NewAgent makes the network namespace and its link for an agent named
 // name, keeping its state under root.
 func (n *Network) NewAgent(bin, name, root string) (*Agent, error) {
-	a := &Agent{Name: name, NS: n.Bridge + "-" + name, IP: n.address(n.next), Root: root, bin: bin,
+	a := &Agent{Name: name, NS: n.Bridge + "-" + name, IP: n.address(n.next), Root: root, bin: bin, Role: "agent",
 		DataDir: filepath.Join(root, "data"), LogPath: filepath.Join(root, "agent.log")}
 	n.next++
 	hostEnd, nsEnd := "v"+n.Bridge+name, "eth0"
@@ -103,7 +110,8 @@ func (n *Network) NewAgent(bin, name, root string) (*Agent, error) {
 	return a, nil
 }
 
-// Start runs `skiff agent` with args in the agent's namespaces.
+// Start runs `skiff <role>` with args in the agent's namespaces; a server
+// writes its admin kubeconfig to Kubeconfig.
 func (a *Agent) Start(args ...string) error {
 	var script strings.Builder
 	script.WriteString("set -e\n")
@@ -130,12 +138,42 @@ done
 		}
 		fmt.Fprintf(&script, "mkdir -p %s\nmount --bind %s %s\n", dir, own, dir)
 	}
-	script.WriteString(`exec "$0" agent "$@"` + "\n")
+	script.WriteString(`exec "$0" "$@"` + "\n")
 	// nsenter, not ip netns exec, which would hide the cgroup mounts
 	// behind its own sysfs.
-	cmdArgs := append([]string{"--net=/run/netns/" + a.NS, "--", "unshare", "--mount", "--propagation", "private", "sh", "-c", script.String(), a.bin,
-		"--data-dir", a.DataDir, "--config", os.DevNull}, args...)
+	cmdArgs := []string{"--net=/run/netns/" + a.NS, "--", "unshare", "--mount", "--propagation", "private", "sh", "-c", script.String(), a.bin,
+		a.Role, "--data-dir", a.DataDir, "--config", os.DevNull}
+	if a.Role == "server" {
+		cmdArgs = append(cmdArgs, "--write-kubeconfig", a.Kubeconfig())
+	}
+	cmdArgs = append(cmdArgs, args...)
 	return a.start(exec.Command("nsenter", cmdArgs...), a.LogPath)
+}
+
+// Kubeconfig is where a server writes its admin kubeconfig, whose
+// address (loopback in its namespace) Client replaces.
+func (a *Agent) Kubeconfig() string { return filepath.Join(a.Root, "kubeconfig") }
+
+// URL is a server's apiserver on the bridge.
+func (a *Agent) URL() string { return "https://" + a.IP.String() + ":6443" }
+
+// Client is an admin client of a server, through its address on the
+// bridge, with a short timeout: tests use it to see whether that server
+// answers.
+func (a *Agent) Client() (kubernetes.Interface, error) {
+	rc, err := clientcmd.BuildConfigFromFlags(a.URL(), a.Kubeconfig())
+	if err != nil {
+		return nil, err
+	}
+	rc.Timeout = 10 * time.Second
+	return kubernetes.NewForConfig(rc)
+}
+
+// Exec runs a command in the node's network namespace and returns its
+// combined output.
+func (a *Agent) Exec(name string, args ...string) (string, error) {
+	out, err := exec.Command("nsenter", append([]string{"--net=/run/netns/" + a.NS, "--", name}, args...)...).CombinedOutput()
+	return string(out), err
 }
 
 // CgroupRoot is the cgroup the agent's kubelet keeps its pods under
