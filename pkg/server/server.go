@@ -226,6 +226,11 @@ func (s *Server) Components() []lifecycle.Component {
 	parts = append(parts, lifecycle.Run("add-on deployer", s.elected("skiff-addons", func(ctx context.Context) error {
 		return runAddons(ctx, cfg, s.kubeconfig("admin"))
 	})))
+	if s.etcd != nil {
+		// On every server, not under a lease: the server whose Node was
+		// deleted leaves its own member to the others.
+		parts = append(parts, lifecycle.Run("etcd members of deleted nodes", s.removeMembersOfDeletedNodes))
+	}
 	if !slices.Contains(cfg.Disable, config.ServiceLB) {
 		parts = append(parts, lifecycle.Run("servicelb", s.elected("skiff-servicelb", func(ctx context.Context) error {
 			return runServiceLB(ctx, s.kubeconfig("admin"))

@@ -28,6 +28,7 @@ type haCluster struct {
 	network *harness.Network
 	nodes   []*harness.Agent
 	args    map[*harness.Agent][]string
+	root    string
 }
 
 func newHACluster(t *testing.T, subnet string) *haCluster {
@@ -40,7 +41,9 @@ func newHACluster(t *testing.T, subnet string) *haCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &haCluster{t: t, bin: bin, network: network, args: map[*harness.Agent][]string{}}
+	// The nodes' directories go after the nodes: a TempDir made before
+	// this cleanup is removed after it.
+	c := &haCluster{t: t, bin: bin, network: network, args: map[*harness.Agent][]string{}, root: t.TempDir()}
 	t.Cleanup(func() {
 		for _, n := range c.nodes {
 			if t.Failed() {
@@ -61,7 +64,7 @@ func newHACluster(t *testing.T, subnet string) *haCluster {
 // and the busybox test image.
 func (c *haCluster) start(name, role string, args ...string) *harness.Agent {
 	c.t.Helper()
-	n, err := c.network.NewAgent(c.bin, name, c.t.TempDir())
+	n, err := c.network.NewAgent(c.bin, name, filepath.Join(c.root, name))
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -209,6 +212,18 @@ func TestHighAvailability(t *testing.T) {
 	}
 	c.waitNodesReady(client1, "skiff-s1", "skiff-s2", "skiff-s3", "skiff-a1")
 	checkJoinRefusals(t, c, s1, token)
+
+	// A server's Node deleted: its etcd member goes too.
+	if err := client1.CoreV1().Nodes().Delete(ctx, "skiff-s3", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err = wait.PollUntilContextTimeout(ctx, time.Second, time.Minute, true, func(context.Context) (bool, error) {
+		members, err = s1.Exec(c.bin, "etcd", "member", "list", "--data-dir", s1.DataDir)
+		return err == nil && strings.Count(members, "https://") == 2*2, nil
+	})
+	if err != nil {
+		t.Errorf("the etcd member of a deleted server's Node is still there: %v\n%s", err, members)
+	}
 }
 
 func availableOf(d *appsv1.Deployment) any {
@@ -294,8 +309,13 @@ func checkAgentKeptWorking(t *testing.T, ctx context.Context, client kubernetes.
 	if err != nil {
 		t.Fatal(err)
 	}
-	if renewed := lease.Spec.RenewTime.Time; renewed.Before(since.Add(nodeGracePeriod)) {
+	// The kubelet renews every 10s: checked more than a grace period
+	// after the kill, a node that still reaches the API has renewed well
+	// after it.
+	if renewed := lease.Spec.RenewTime.Time; renewed.Before(since.Add(10 * time.Second)) {
 		t.Errorf("node %s last renewed its lease %s after the server was killed", node, renewed.Sub(since).Round(time.Second))
+	} else {
+		t.Logf("node %s renewed its lease %s after the server was killed", node, renewed.Sub(since).Round(time.Second))
 	}
 	n, err := client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 	if err != nil || !harness.NodeReady(n) {
