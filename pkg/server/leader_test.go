@@ -2,11 +2,15 @@ package server
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 )
 
 // Of two servers one runs the controller; when it stops, it releases the
@@ -54,5 +58,37 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("timed out")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A server that cannot renew its lease stops the controller and reports
+// the loss, for the runner to stop the server cleanly.
+func TestLeaderElectedReportsALostLease(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for the renew deadline")
+	}
+	client := fake.NewClientset()
+	var stopped atomic.Bool
+	started := make(chan struct{})
+	run := func(ctx context.Context) error {
+		close(started)
+		<-ctx.Done()
+		stopped.Store(true)
+		return nil
+	}
+	done := make(chan error, 1)
+	go func() { done <- leaderElected("test", client, run)(context.Background()) }()
+	<-started
+	// The datastore stops answering the lease's renewals.
+	client.PrependReactor("update", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, errors.New("etcdserver: request timed out")
+	})
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "lost the test lease") || !stopped.Load() {
+			t.Errorf("after a lost lease: %v (controller stopped: %v)", err, stopped.Load())
+		}
+	case <-time.After(renewDeadline + 10*time.Second):
+		t.Fatal("the controller ran on without its lease")
 	}
 }
