@@ -41,7 +41,7 @@ HOST_ARCH     := $(shell $(GO) env GOHOSTARCH)
 RELEASE_ARCHES ?= amd64 arm64
 export RELEASE_ARCHES
 
-.PHONY: all build payload release deps test test-unit test-e2e bench bench-controlplane bench-agent bench-testenv bench-install bench-multinode examples vet clean
+.PHONY: all build payload release deps test test-unit test-e2e bench bench-controlplane bench-agent bench-testenv bench-install bench-multinode bench-datastores examples vet clean
 
 all: build
 
@@ -121,6 +121,9 @@ bench-install: build
 
 bench-multinode: build
 	$(GO) run $(GO_TAGS) ./tests/bench -bin $(CURDIR)/$(BIN) -suite multinode $(BENCHFLAGS)
+
+bench-datastores: build
+	$(GO) run $(GO_TAGS) ./tests/bench -bin $(CURDIR)/$(BIN) -suite datastores $(BENCHFLAGS)
 
 clean:
 	rm -rf bin dist

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
@@ -228,4 +229,27 @@ func Promote(ctx context.Context, client *clientv3.Client, name string) error {
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// RemoveMembers removes the members match picks, skipping any another
+// server removed first, and returns the names of those it removed.
+func RemoveMembers(ctx context.Context, client *clientv3.Client, match func(name string, id uint64) bool) ([]string, error) {
+	list, err := client.MemberList(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing etcd members: %w", err)
+	}
+	var removed []string
+	for _, m := range list.Members {
+		if !match(m.Name, m.ID) {
+			continue
+		}
+		if _, err := client.MemberRemove(ctx, m.ID); errors.Is(err, rpctypes.ErrMemberNotFound) {
+			continue
+		} else if err != nil {
+			return removed, fmt.Errorf("removing etcd member %s: %w", m.Name, err)
+		}
+		klog.InfoS("Removed an etcd member", "name", m.Name, "id", fmt.Sprintf("%x", m.ID))
+		removed = append(removed, m.Name)
+	}
+	return removed, nil
 }

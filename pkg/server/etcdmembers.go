@@ -2,11 +2,8 @@ package server
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"regexp"
 
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
@@ -51,23 +48,15 @@ func (s *Server) removeMemberOf(ctx context.Context, node string) error {
 		return err
 	}
 	defer client.Close()
-	list, err := client.MemberList(ctx)
-	if err != nil {
-		return fmt.Errorf("listing etcd members: %w", err)
-	}
-	for _, m := range list.Members {
-		switch {
-		case !name.MatchString(m.Name):
-		case m.Name == s.etcd.Name:
-			klog.InfoS("This server's own Node was deleted; its etcd member stays (skiff etcd member remove takes it out)", "member", m.Name)
-		default:
-			if _, err := client.MemberRemove(ctx, m.ID); errors.Is(err, rpctypes.ErrMemberNotFound) {
-				continue // another server was first
-			} else if err != nil {
-				return fmt.Errorf("removing etcd member %s: %w", m.Name, err)
-			}
-			klog.InfoS("Removed the etcd member of a deleted node", "node", node, "member", m.Name)
+	removed, err := datastore.RemoveMembers(ctx, client, func(member string, _ uint64) bool {
+		if member == s.etcd.Name && name.MatchString(member) {
+			klog.InfoS("This server's own Node was deleted; its etcd member is left to the other servers", "member", member)
+			return false
 		}
+		return name.MatchString(member)
+	})
+	if len(removed) > 0 {
+		klog.InfoS("Removed the etcd member of a deleted node", "node", node, "members", removed)
 	}
-	return nil
+	return err
 }

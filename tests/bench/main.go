@@ -19,13 +19,16 @@ func main() {
 	bin := flag.String("bin", "", "skiff binary (default $SKIFF_BIN)")
 	runs := flag.Int("runs", 5, "runs per figure")
 	idle := flag.Duration("idle", time.Minute, "how long after ready the idle RSS is read")
-	suite := flag.String("suite", "all", "controlplane, testenv, agent, install, multinode or all")
+	suite := flag.String("suite", "all", "controlplane, testenv, agent, install, multinode, datastores or all")
 	multinodeRuns := flag.Int("multinode-runs", 3, "runs per multi-node figure")
 	installRuns := flag.Int("install-runs", 3, "runs per install.sh figure")
 	dist := flag.String("dist", "dist", "release directory whose binaries' sizes the install suite prints")
 	agentRuns := flag.Int("agent-runs", 3, "runs per node agent figure")
 	testenvRuns := flag.Int("testenv-runs", 10, "runs per testenv figure")
 	agentArgs := flag.String("agent-server-args", "", "extra `skiff server` arguments for the agent suite, space-separated (e.g. --disable=ingress)")
+	datastoreRuns := flag.Int("datastore-runs", 1, "runs per datastore figure")
+	datastoreRate := flag.Int("datastore-rate", 200, "Secret writes per second of the datastores suite's load (open loop)")
+	datastoreDuration := flag.Duration("datastore-duration", 30*time.Second, "how long the datastores suite's load lasts on each datastore")
 	toolDir := flag.String("tools", "bin/bench", "where the envtest comparison's etcd and kube-apiserver are built")
 	flag.Parse()
 	if *bin != "" {
@@ -46,6 +49,9 @@ func main() {
 	}
 	if err == nil && (*suite == "multinode" || *suite == "all") {
 		err = benchMultinode(*multinodeRuns, *idle)
+	}
+	if err == nil && (*suite == "datastores" || *suite == "all") {
+		err = benchDatastores(*datastoreRuns, *datastoreRate, *datastoreDuration)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)

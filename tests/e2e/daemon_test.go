@@ -1,12 +1,13 @@
 package e2e
 
 import (
-	"net"
 	"os"
 	"os/exec"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/skiff-dev/skiff/tests/harness"
 )
 
 // startDaemon starts a datastore a test runs beside the server: its output
@@ -47,13 +48,7 @@ func startDaemon(t *testing.T, cmd *exec.Cmd, logPath string, stop syscall.Signa
 
 func waitForPort(t *testing.T, addr string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := harness.WaitForPort(addr, 30*time.Second); err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("nothing listens on %s after 30s", addr)
 }

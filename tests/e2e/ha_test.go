@@ -7,12 +7,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -91,25 +89,9 @@ func (c *haCluster) restart(n *harness.Agent) {
 func (c *haCluster) waitServer(s *harness.Agent) kubernetes.Interface {
 	c.t.Helper()
 	start := time.Now()
-	var client kubernetes.Interface
-	err := wait.PollUntilContextTimeout(context.Background(), 250*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
-		if exited, err := s.Exited(); exited {
-			return false, fmt.Errorf("server %s exited: %v", s.Name, err)
-		}
-		if client == nil {
-			if _, err := os.Stat(s.Kubeconfig()); err != nil {
-				return false, nil
-			}
-			var err error
-			if client, err = s.Client(); err != nil {
-				return false, err
-			}
-		}
-		_, err := client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
-		return err == nil, nil
-	})
+	client, err := s.WaitServer(3 * time.Minute)
 	if err != nil {
-		c.t.Fatalf("server %s not ready: %v", s.Name, err)
+		c.t.Fatal(err)
 	}
 	c.t.Logf("server %s ready after %s", s.Name, time.Since(start).Round(100*time.Millisecond))
 	return client
@@ -169,7 +151,7 @@ func TestHighAvailability(t *testing.T) {
 	c.start("a1", "agent", "--server", s1.URL(), "--token", agentToken)
 	c.waitNodesReady(client1, "skiff-s1", "skiff-s2", "skiff-s3", "skiff-a1")
 
-	members, err := s1.Exec(c.bin, "etcd", "member", "list", "--data-dir", s1.DataDir)
+	members, err := s1.EtcdMembers()
 	if err != nil || strings.Count(members, " healthy ") != 3 || strings.Contains(members, "learner") {
 		t.Fatalf("skiff etcd member list: want three healthy voters, got %v:\n%s", err, members)
 	}
@@ -189,7 +171,7 @@ func TestHighAvailability(t *testing.T) {
 		victim, writeVia *harness.Agent
 		via              kubernetes.Interface
 	}{{s3, s2, client2}, {s1, s2, client2}} {
-		w := startWriter(ctx, step.via, "w-"+step.victim.Name)
+		w := harness.StartWriter(step.via, "w-"+step.victim.Name)
 		time.Sleep(2 * time.Second)
 		killed := time.Now()
 		step.victim.Kill()
@@ -202,7 +184,7 @@ func TestHighAvailability(t *testing.T) {
 		}
 		c.restart(step.victim)
 		restarted := c.waitServer(step.victim)
-		acked, errs, gap := w.stop()
+		acked, errs, gap := w.Stop()
 		t.Logf("%s killed: %d writes acknowledged through %s, %d failed, longest gap between writes %s",
 			step.victim.Name, len(acked), step.writeVia.Name, errs, gap.Round(10*time.Millisecond))
 		if gap > 15*time.Second { // etcd fails a proposal lost with its leader after 5s + 2 election timeouts
@@ -218,7 +200,7 @@ func TestHighAvailability(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = wait.PollUntilContextTimeout(ctx, time.Second, time.Minute, true, func(context.Context) (bool, error) {
-		members, err = s1.Exec(c.bin, "etcd", "member", "list", "--data-dir", s1.DataDir)
+		members, err = s1.EtcdMembers()
 		return err == nil && strings.Count(members, "https://") == 2*2, nil
 	})
 	if err != nil {
@@ -231,51 +213,6 @@ func availableOf(d *appsv1.Deployment) any {
 		return nil
 	}
 	return d.Status.AvailableReplicas
-}
-
-// writer creates ConfigMaps one after another and keeps the names of
-// those the API acknowledged.
-type writer struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-	mu     sync.Mutex
-	acked  []string
-	errs   int
-	gap    time.Duration
-}
-
-func startWriter(ctx context.Context, client kubernetes.Interface, prefix string) *writer {
-	ctx, cancel := context.WithCancel(ctx)
-	w := &writer{cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(w.done)
-		last := time.Now()
-		for i := 0; ctx.Err() == nil; i++ {
-			name := fmt.Sprintf("%s-%05d", prefix, i)
-			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string]string{"i": fmt.Sprint(i)}}
-			_, err := client.CoreV1().ConfigMaps("default").Create(ctx, cm, metav1.CreateOptions{})
-			w.mu.Lock()
-			if err == nil {
-				w.acked = append(w.acked, name)
-				w.gap = max(w.gap, time.Since(last))
-				last = time.Now()
-			} else if ctx.Err() == nil {
-				w.errs++
-			}
-			w.mu.Unlock()
-			select {
-			case <-ctx.Done():
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-	}()
-	return w
-}
-
-func (w *writer) stop() ([]string, int, time.Duration) {
-	w.cancel()
-	<-w.done
-	return w.acked, w.errs, w.gap
 }
 
 // checkWritesKept checks that every acknowledged write is there, read
@@ -327,7 +264,7 @@ func checkAgentKeptWorking(t *testing.T, ctx context.Context, client kubernetes.
 // one line, and neither its data dir nor the cluster's members change.
 func checkJoinRefusals(t *testing.T, c *haCluster, s1 *harness.Agent, token string) {
 	t.Helper()
-	before, _ := s1.Exec(c.bin, "etcd", "member", "list", "--data-dir", s1.DataDir)
+	before, _ := s1.EtcdMembers()
 	dataDir := filepath.Join(t.TempDir(), "data")
 	wrong := strings.TrimSuffix(token, token[len(token)-4:]) + "zzzz"
 	start := time.Now()
@@ -341,7 +278,7 @@ func checkJoinRefusals(t *testing.T, c *haCluster, s1 *harness.Agent, token stri
 	if _, err := os.Stat(dataDir); !os.IsNotExist(err) {
 		t.Errorf("a refused server left its data dir: %v", err)
 	}
-	after, _ := s1.Exec(c.bin, "etcd", "member", "list", "--data-dir", s1.DataDir)
+	after, _ := s1.EtcdMembers()
 	if before != after {
 		t.Errorf("a refused join changed the members:\n%s\nto\n%s", before, after)
 	}

@@ -3,11 +3,8 @@ package e2e
 import (
 	"context"
 	"os"
-	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,49 +22,29 @@ func TestPostgres(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run PostgreSQL as the postgres user")
 	}
-	bindir, err := postgresBinDir()
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
-	// PostgreSQL runs as its own user: let it reach and own its directory.
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
+	// PostgreSQL runs as its own user: let it reach its directory.
+	if err := os.Chmod(filepath.Dir(dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pg, err := harness.StartPostgres(filepath.Join(dir, "pg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := pg.Stop(); err != nil {
+			t.Error(err)
 		}
-	}
-	postgres, err := user.Lookup("postgres")
-	if err != nil {
-		t.Fatalf("PostgreSQL's user: %v", err)
-	}
-	uid, _ := strconv.ParseUint(postgres.Uid, 10, 32)
-	gid, _ := strconv.ParseUint(postgres.Gid, 10, 32)
-	pgdata := filepath.Join(dir, "pg")
-	if err := os.Mkdir(pgdata, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(pgdata, int(uid), int(gid)); err != nil {
-		t.Fatal(err)
-	}
-	asPostgres := func(cmd *exec.Cmd) *exec.Cmd {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
-		cmd.Dir = pgdata
-		return cmd
-	}
-	if out, err := asPostgres(exec.Command(filepath.Join(bindir, "initdb"), "-D", pgdata, "-A", "trust", "-U", "postgres")).CombinedOutput(); err != nil {
-		t.Fatalf("initdb: %v\n%s", err, out)
-	}
-	port, err := harness.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pg := asPostgres(exec.Command(filepath.Join(bindir, "postgres"),
-		"-D", pgdata, "-k", pgdata, "-h", "127.0.0.1", "-p", strconv.Itoa(port)))
-	// SIGINT is PostgreSQL's fast shutdown.
-	startDaemon(t, pg, filepath.Join(dir, "postgres.log"), syscall.SIGINT)
-	waitForPort(t, "127.0.0.1:"+strconv.Itoa(port))
-
-	endpoint := "postgres://postgres@127.0.0.1:" + strconv.Itoa(port) + "/kubernetes?sslmode=disable"
+		if t.Failed() {
+			if out, err := os.ReadFile(pg.LogPath); err == nil {
+				t.Logf("%s:\n%s", pg.LogPath, tail(string(out), 50))
+			}
+		}
+	})
+	endpoint := pg.Endpoint("kubernetes")
 	s := startServer(t, "--datastore-endpoint", endpoint)
 	checkObjectSurvivesRestart(t, s)
 	checkTwoServersShareADatastore(t, s, endpoint)
@@ -107,17 +84,4 @@ func checkTwoServersShareADatastore(t *testing.T, s *harness.Server, endpoint st
 		t.Errorf("the controller-manager's lease did not move from %s: %v", first, err)
 	}
 	t.Logf("the second server's controllers took over: a Deployment made after the kill was ready %s later", time.Since(killed).Round(100*time.Millisecond))
-}
-
-func postgresBinDir() (string, error) {
-	if initdb, err := exec.LookPath("initdb"); err == nil {
-		if real, err := filepath.EvalSymlinks(initdb); err == nil {
-			return filepath.Dir(real), nil
-		}
-	}
-	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
-	if len(matches) == 0 {
-		return "", os.ErrNotExist
-	}
-	return filepath.Dir(matches[len(matches)-1]), nil
 }

@@ -1,15 +1,19 @@
 package harness
 
 import (
+	"context"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
@@ -71,8 +75,9 @@ type Agent struct {
 	DataDir  string
 	LogPath  string
 	// Role is the skiff command it runs: agent (the default) or server.
-	Role string
-	bin  string
+	Role   string
+	bin    string
+	bridge string
 	process
 }
 
@@ -83,10 +88,10 @@ var privateDirs = []string{"/run/skiff", "/run/flannel", "/run/netns", "/var/lib
 // NewAgent makes the network namespace and its link for an agent named
 // name, keeping its state under root.
 func (n *Network) NewAgent(bin, name, root string) (*Agent, error) {
-	a := &Agent{Name: name, NS: n.Bridge + "-" + name, IP: n.address(n.next), Root: root, bin: bin, Role: "agent",
+	a := &Agent{Name: name, NS: n.Bridge + "-" + name, IP: n.address(n.next), Root: root, bin: bin, Role: "agent", bridge: n.Bridge,
 		DataDir: filepath.Join(root, "data"), LogPath: filepath.Join(root, "agent.log")}
 	n.next++
-	hostEnd, nsEnd := "v"+n.Bridge+name, "eth0"
+	hostEnd, nsEnd := a.hostEnd(), "eth0"
 	if len(hostEnd) > 15 {
 		return nil, fmt.Errorf("interface name %s is too long", hostEnd)
 	}
@@ -109,6 +114,9 @@ func (n *Network) NewAgent(bin, name, root string) (*Agent, error) {
 	}
 	return a, nil
 }
+
+// hostEnd is the host's end of the node's veth.
+func (a *Agent) hostEnd() string { return "v" + a.bridge + a.Name }
 
 // Start runs `skiff <role>` with args in the agent's namespaces; a server
 // writes its admin kubeconfig to Kubeconfig.
@@ -157,16 +165,85 @@ func (a *Agent) Kubeconfig() string { return filepath.Join(a.Root, "kubeconfig")
 // URL is a server's apiserver on the bridge.
 func (a *Agent) URL() string { return "https://" + a.IP.String() + ":6443" }
 
-// Client is an admin client of a server, through its address on the
-// bridge, with a short timeout: tests use it to see whether that server
-// answers.
-func (a *Agent) Client() (kubernetes.Interface, error) {
+// RESTConfig is a server's admin configuration through its address on
+// the bridge, with a short timeout (tests use it to see whether that
+// server answers) and no client-side rate limit below 100 requests a
+// second (writers under test must not be spaced by client-go).
+func (a *Agent) RESTConfig() (*rest.Config, error) {
 	rc, err := clientcmd.BuildConfigFromFlags(a.URL(), a.Kubeconfig())
 	if err != nil {
 		return nil, err
 	}
-	rc.Timeout = 10 * time.Second
+	rc.Timeout, rc.QPS, rc.Burst = 10*time.Second, 100, 200
+	return rc, nil
+}
+
+// Client is an admin client of a server (see RESTConfig).
+func (a *Agent) Client() (kubernetes.Interface, error) {
+	rc, err := a.RESTConfig()
+	if err != nil {
+		return nil, err
+	}
 	return kubernetes.NewForConfig(rc)
+}
+
+// WaitServer waits until a server has written its admin kubeconfig and
+// its apiserver answers /readyz on the bridge, and returns its client.
+func (a *Agent) WaitServer(timeout time.Duration) (kubernetes.Interface, error) {
+	var client kubernetes.Interface
+	err := wait.PollUntilContextTimeout(context.Background(), 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		if exited, err := a.Exited(); exited {
+			return false, fmt.Errorf("server %s exited: %v", a.Name, err)
+		}
+		if client == nil {
+			if _, err := os.Stat(a.Kubeconfig()); err != nil {
+				return false, nil
+			}
+			var err error
+			if client, err = a.Client(); err != nil {
+				return false, err
+			}
+		}
+		_, err := client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		return err == nil, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("server %s not ready: %w; see %s", a.Name, err, a.LogPath)
+	}
+	return client, nil
+}
+
+// EtcdMembers is `skiff etcd member list` on a server.
+func (a *Agent) EtcdMembers() (string, error) {
+	return a.Exec(a.bin, "etcd", "member", "list", "--data-dir", a.DataDir)
+}
+
+// EtcdLeader is the server whose etcd member leads, from
+// `skiff etcd member list` on the first (ROLE leader; its PEER URL has
+// the server's address).
+func EtcdLeader(servers []*Agent) (*Agent, error) {
+	out, err := servers[0].EtcdMembers()
+	if err != nil {
+		return nil, fmt.Errorf("skiff etcd member list: %w\n%s", err, out)
+	}
+	for line := range strings.Lines(out) {
+		// NAME ID ROLE HEALTH PEER CLIENT
+		f := strings.Fields(line)
+		if len(f) < 5 || f[2] != "leader" {
+			continue
+		}
+		peer, err := url.Parse(strings.Split(f[4], ",")[0])
+		if err != nil {
+			return nil, fmt.Errorf("the leader's peer URL %q: %w", f[4], err)
+		}
+		for _, a := range servers {
+			if net.ParseIP(peer.Hostname()).Equal(a.IP) {
+				return a, nil
+			}
+		}
+		return nil, fmt.Errorf("no server has the leader's address %s", peer.Hostname())
+	}
+	return nil, fmt.Errorf("no leader in skiff etcd member list:\n%s", out)
 }
 
 // Exec runs a command in the node's network namespace and returns its
@@ -210,8 +287,16 @@ func globDirs(pattern string) []string {
 	return m
 }
 
+// removeNamespace deletes the network namespace and the host's end of
+// its veth: a killed server's namespace outlives its deletion, unseen,
+// until the kernel has given up on its orphaned TCP connections (about
+// two minutes), and keeps that end on the host meanwhile; deleting it
+// deletes the pair.
 func (a *Agent) removeNamespace() {
 	_ = run("ip", "netns", "delete", a.NS)
+	if link := a.hostEnd(); exec.Command("ip", "link", "show", link).Run() == nil {
+		_ = run("ip", "link", "delete", link)
+	}
 }
 
 func run(name string, args ...string) error {
