@@ -52,7 +52,7 @@ const (
 	// LeafValidity is how long a new leaf certificate is valid.
 	LeafValidity = 365 * 24 * time.Hour
 	// RenewBefore re-issues leaf certificates this long before they expire.
-	RenewBefore = 90 * 24 * time.Hour
+	RenewBefore = 120 * 24 * time.Hour
 )
 
 const keyAlgorithm = kubeadmapi.EncryptionAlgorithmECDSAP256

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	certutil "k8s.io/client-go/util/cert"
 	"k8s.io/kubernetes/cmd/kubeadm/app/util/pkiutil"
@@ -155,5 +156,53 @@ func TestEnsureEtcdNamesTheMemberAndKeepsItsCAs(t *testing.T) {
 	}
 	if bytes.Equal(cas[EtcdPeer+".crt"], again[EtcdPeer+".crt"]) {
 		t.Error("the peer certificate was not re-issued for the new address")
+	}
+}
+
+func TestInventoryAndRotate(t *testing.T) {
+	dir := Dir(t.TempDir())
+	if err := Ensure(dir, certutil.AltNames{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	certs, err := Inventory(string(dir), filepath.Join(t.TempDir(), "absent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]CertInfo{}
+	for _, c := range certs {
+		byName[filepath.Base(c.Path)] = c
+	}
+	if admin := byName[ClientAdmin+".crt"]; admin.Subject != "system:admin" || admin.Status(now) != "OK" || admin.DaysLeft(now) < 360 || admin.IsCA {
+		t.Errorf("admin certificate: %+v", admin)
+	}
+	if ca := byName[ServerCA+".crt"]; !ca.IsCA || ca.DaysLeft(now) < 3600 {
+		t.Errorf("server CA: %+v", ca)
+	}
+	soon := CertInfo{NotAfter: now.Add(100 * 24 * time.Hour)}
+	if soon.Status(now) != "RENEW" || (CertInfo{NotAfter: now.Add(-time.Hour)}).Status(now) != "EXPIRED" {
+		t.Error("a certificate within the renewal window or past its end is not marked so")
+	}
+
+	if _, _, err := Rotate(dir, []string{"no-such-service"}, now); err == nil || !strings.Contains(err.Error(), "known: admin") {
+		t.Errorf("an unknown service: %v", err)
+	}
+	backup, moved, err := Rotate(dir, []string{"admin"}, now)
+	if err != nil || len(moved) != 2 {
+		t.Fatalf("rotating admin: moved %v, %v", moved, err)
+	}
+	if _, err := os.Stat(dir.Cert(ClientAdmin)); !os.IsNotExist(err) {
+		t.Error("the admin certificate is still in place")
+	}
+	if _, err := os.Stat(filepath.Join(backup, ClientAdmin+".key")); err != nil {
+		t.Errorf("the admin key was not kept aside: %v", err)
+	}
+	// The next Ensure issues a new one; the backup is not inventoried.
+	if err := Ensure(dir, certutil.AltNames{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := Inventory(string(dir))
+	if len(again) != len(certs) {
+		t.Errorf("after rotation and Ensure: %d certificates, were %d", len(again), len(certs))
 	}
 }

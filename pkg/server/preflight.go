@@ -57,10 +57,10 @@ func checkFree(what, flag, host string, port int) error {
 	return ln.Close()
 }
 
-// lockDataDir makes sure the server directory exists and is writable, and
+// LockDataDir makes sure the server directory exists and is writable, and
 // takes an exclusive lock on it so that a second server on the same data dir
 // stops before it touches anything. The lock lives as long as the process.
-func lockDataDir(serverDir string) (*os.File, error) {
+func LockDataDir(serverDir string) (*os.File, error) {
 	hint := "choose another --data-dir or fix its permissions"
 	if err := os.MkdirAll(serverDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir %s is not usable: %w; %s", filepath.Dir(serverDir), err, hint)

@@ -28,15 +28,15 @@ func TestListenSaysWhichFlagToChange(t *testing.T) {
 
 func TestLockDataDir(t *testing.T) {
 	serverDir := filepath.Join(t.TempDir(), "data", "server")
-	lock, err := lockDataDir(serverDir)
+	lock, err := LockDataDir(serverDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := lockDataDir(serverDir); err == nil || !strings.Contains(err.Error(), "in use by another skiff server") {
+	if _, err := LockDataDir(serverDir); err == nil || !strings.Contains(err.Error(), "in use by another skiff server") {
 		t.Errorf("second lock: %v", err)
 	}
 	lock.Close()
-	again, err := lockDataDir(serverDir)
+	again, err := LockDataDir(serverDir)
 	if err != nil {
 		t.Fatalf("lock after release: %v", err)
 	}
@@ -50,7 +50,7 @@ func TestLockDataDir(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := lockDataDir(filepath.Join(file, "server")); err == nil || !strings.Contains(err.Error(), "not usable") {
+	if _, err := LockDataDir(filepath.Join(file, "server")); err == nil || !strings.Contains(err.Error(), "not usable") {
 		t.Errorf("data dir under a file: %v", err)
 	}
 }

@@ -146,7 +146,7 @@ func (s *Server) Init(ctx context.Context) error {
 		}
 	}
 	var err error
-	if s.lock, err = lockDataDir(s.cfg.ServerDir()); err != nil {
+	if s.lock, err = LockDataDir(s.cfg.ServerDir()); err != nil {
 		return err
 	}
 	if s.cfg.EmbeddedEtcd() {
