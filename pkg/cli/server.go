@@ -45,6 +45,7 @@ type serverFlags struct {
 	writeKubeconfigMode string
 	datastore           datastore.Config
 	clusterInit         bool
+	secretsEncryption   bool
 	joinServer          string
 	etcdPorts           [3]int
 	apiserverArgs       []string
@@ -133,6 +134,7 @@ func (f *serverFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&f.datastore.CertFile, "datastore-certfile", "", "TLS client certificate file for the datastore")
 	fs.StringVar(&f.datastore.KeyFile, "datastore-keyfile", "", "TLS client key file for the datastore")
 	fs.DurationVar(&f.datastore.CompactInterval, "datastore-compact-interval", datastore.DefaultCompactInterval, "How often old revisions are compacted, keeping the newest 1000 (0: when the apiserver asks)")
+	fs.BoolVar(&f.secretsEncryption, "secrets-encryption", true, "Encrypt Secrets at rest (secretbox; the key in <data-dir>/server/cred/encryption-config.json)")
 	fs.BoolVar(&f.clusterInit, "cluster-init", false, "Use embedded etcd as the datastore, so that more servers can join (moves an existing SQLite datastore into it once)")
 	fs.StringVarP(&f.joinServer, "server", "s", "", "Join the cluster of this server, https://<server>:6443, as another server ($SKIFF_URL; needs its --token)")
 	fs.IntVar(&f.etcdPorts[0], "etcd-client-port", datastore.DefaultEtcdClientPort, "Embedded etcd's client port")
@@ -197,6 +199,7 @@ func (f *serverFlags) serverConfig(from origins) (*config.Server, error) {
 		WriteKubeconfig:            f.writeKubeconfig,
 		Datastore:                  f.datastore,
 		ClusterInit:                f.clusterInit,
+		SecretsEncryption:          f.secretsEncryption,
 		JoinServer:                 f.joinServer,
 		EtcdClientPort:             f.etcdPorts[0],
 		EtcdPeerPort:               f.etcdPorts[1],

@@ -58,6 +58,9 @@ type Server struct {
 	// (--server); Token is then that cluster's server token. Without
 	// --datastore-endpoint it becomes a member of the embedded etcd.
 	JoinServer string
+	// SecretsEncryption encrypts Secrets at rest (secretbox, key in
+	// EncryptionConfigFile); on by default.
+	SecretsEncryption bool
 	// EtcdClientPort, EtcdPeerPort and EtcdMetricsPort are the embedded
 	// etcd's ports (the metrics on loopback only).
 	EtcdClientPort, EtcdPeerPort, EtcdMetricsPort int
@@ -114,6 +117,12 @@ func (s *Server) AgentTokenFile() string { return filepath.Join(s.ServerDir(), "
 
 // DBDir holds the default SQLite datastore.
 func (s *Server) DBDir() string { return filepath.Join(s.ServerDir(), "db") }
+
+// EncryptionConfigFile is the apiserver's encryption configuration, with
+// the key Secrets are encrypted with (k3s's path).
+func (s *Server) EncryptionConfigFile() string {
+	return filepath.Join(s.CredDir(), "encryption-config.json")
+}
 
 // EtcdDataDir holds the embedded etcd member's data.
 func (s *Server) EtcdDataDir() string { return filepath.Join(s.DBDir(), "etcd") }

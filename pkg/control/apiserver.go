@@ -70,6 +70,9 @@ func APIServerArgs(cfg *config.Server, port int, tls pki.Dir, db *datastore.Back
 		// to advertise, publish none.
 		d["endpoint-reconciler-type"] = "none"
 	}
+	if cfg.SecretsEncryption {
+		d["encryption-provider-config"] = cfg.EncryptionConfigFile()
+	}
 	if db.CAFile != "" {
 		d["etcd-cafile"] = db.CAFile
 	}

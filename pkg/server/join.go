@@ -31,6 +31,7 @@ func (s *Server) joinCluster(ctx context.Context) error {
 	}
 	req := supervisor.ServerRequest{
 		ClusterCIDR: s.cfg.ClusterCIDR.String(), ServiceCIDR: s.cfg.ServiceCIDR.String(), ClusterDomain: s.cfg.ClusterDomain,
+		SecretsEncryption: s.cfg.SecretsEncryption,
 	}
 	if s.etcd != nil {
 		req.Name, req.EtcdPeerURL = s.etcd.Name, s.etcd.PeerURL()
@@ -55,9 +56,25 @@ func (s *Server) joinCluster(ctx context.Context) error {
 			return fmt.Errorf("writing the cluster's %s: %w", name, err)
 		}
 	}
+	if err := s.takeEncryptionConfig(resp.EncryptionConfig); err != nil {
+		return err
+	}
 	s.joinedAgentToken = resp.AgentToken
 	if s.etcd != nil {
 		s.etcd.InitialCluster, s.etcdPeers = resp.EtcdInitialCluster, resp.EtcdClientURLs
 	}
 	return nil
+}
+
+// takeEncryptionConfig writes the cluster's encryption configuration (the
+// join API has checked both sides agree on encryption): the servers must
+// read each other's Secrets.
+func (s *Server) takeEncryptionConfig(cluster string) error {
+	if cluster == "" {
+		return nil
+	}
+	if err := os.MkdirAll(s.cfg.CredDir(), 0o700); err != nil {
+		return err
+	}
+	return pki.WriteFileIfChanged(s.cfg.EncryptionConfigFile(), []byte(cluster), 0o600)
 }

@@ -59,6 +59,9 @@ type Server struct {
 	etcdPeers []string
 	// joinedAgentToken is the agent token of the cluster it joined.
 	joinedAgentToken string
+	// encryptionKey names the key Secrets are written with; empty with
+	// --secrets-encryption=false.
+	encryptionKey string
 }
 
 // New makes every check that can fail on bad input (the apiserver's port,
@@ -173,6 +176,11 @@ func (s *Server) Init(ctx context.Context) error {
 	if err := s.ensureTokens(); err != nil {
 		return err
 	}
+	if s.cfg.SecretsEncryption {
+		if s.encryptionKey, err = ensureEncryptionConfig(s.cfg.EncryptionConfigFile()); err != nil {
+			return err
+		}
+	}
 	// The server's own view of the API, for its readiness checks; each
 	// controller makes its own client, named after it.
 	rc, err := kubeclient.Config(s.kubeconfig("admin"), "skiff-server")
@@ -195,6 +203,7 @@ func (s *Server) Components() []lifecycle.Component {
 		lifecycle.Run("kube-apiserver", func(ctx context.Context) error {
 			join, err := supervisor.NewHandler(s.agentConfig(), s.tls, s.servingIPs, s.admin, supervisor.ServerSide{
 				TLS: s.tls, AgentToken: s.agentToken.String(), Datastore: s.datastoreKind(), AddEtcdMember: s.addEtcdMember,
+				EncryptionConfigFile: cfg.EncryptionConfigFile(),
 			})
 			if err != nil {
 				return err
@@ -217,6 +226,9 @@ func (s *Server) Components() []lifecycle.Component {
 		lifecycle.Run("kube-scheduler", s.elected("kube-scheduler", func(ctx context.Context) error {
 			return control.RunScheduler(ctx, s.schedArgs)
 		})),
+	}
+	if s.encryptionKey != "" {
+		parts = append(parts, lifecycle.Run("secrets encryption", s.elected("skiff-secrets-encryption", s.encryptSecrets)))
 	}
 	if cfg.SimulatedNodes.Count > 0 {
 		parts = append(parts, lifecycle.Run("simulated nodes", func(ctx context.Context) error {

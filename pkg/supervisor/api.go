@@ -93,6 +93,9 @@ type ServerRequest struct {
 	ClusterCIDR   string `json:"clusterCIDR"`
 	ServiceCIDR   string `json:"serviceCIDR"`
 	ClusterDomain string `json:"clusterDomain"`
+	// SecretsEncryption is the joiner's --secrets-encryption, which must
+	// be the cluster's.
+	SecretsEncryption bool `json:"secretsEncryption"`
 }
 
 // ServerResponse carries what every server of a cluster shares: the CAs
@@ -110,6 +113,9 @@ type ServerResponse struct {
 	// EtcdInitialCluster is the joiner's etcd initial cluster
 	// (name=peerURL,...) after it was added as a learner.
 	EtcdInitialCluster string `json:"etcdInitialCluster,omitempty"`
+	// EncryptionConfig is the apiservers' encryption configuration (with
+	// its keys); empty when Secrets are not encrypted.
+	EncryptionConfig string `json:"encryptionConfig,omitempty"`
 	// EtcdClientURLs reach the cluster's current members.
 	EtcdClientURLs []string `json:"etcdClientURLs,omitempty"`
 }

@@ -25,6 +25,9 @@ type ServerSide struct {
 	AgentToken string
 	// Datastore is one of the Datastore* kinds.
 	Datastore string
+	// EncryptionConfigFile is the apiserver's encryption configuration,
+	// which every server must share (absent: Secrets are not encrypted).
+	EncryptionConfigFile string
 	// AddEtcdMember adds a learner for an embedded etcd datastore and
 	// returns its initial cluster and the members' client URLs.
 	AddEtcdMember func(ctx context.Context, name, peerURL string) (initialCluster string, clientURLs []string, err error)
@@ -94,7 +97,14 @@ func (h *Handler) server(ctx context.Context, req *ServerRequest) (*ServerRespon
 			return nil, refuse(http.StatusBadRequest, "the cluster's %s is %s, the joining server's %s: every server needs the same", f.flag, f.ours, f.theirs)
 		}
 	}
-	resp := &ServerResponse{
+	encryption, err := os.ReadFile(s.EncryptionConfigFile)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("reading the encryption configuration: %w", err)
+	}
+	if encrypted := len(encryption) > 0; encrypted != req.SecretsEncryption {
+		return nil, refuse(http.StatusBadRequest, "the cluster's --secrets-encryption is %t, the joining server's %t: every server needs the same", encrypted, req.SecretsEncryption)
+	}
+	resp := &ServerResponse{EncryptionConfig: string(encryption),
 		APIVersion: APIVersion, Kind: "ServerResponse", Files: map[string]string{}, AgentToken: s.AgentToken, Datastore: s.Datastore,
 	}
 	for _, name := range SharedFiles() {
@@ -108,7 +118,6 @@ func (h *Handler) server(ctx context.Context, req *ServerRequest) (*ServerRespon
 		resp.Files[name] = string(data)
 	}
 	if s.Datastore == DatastoreEtcd {
-		var err error
 		if resp.EtcdInitialCluster, resp.EtcdClientURLs, err = s.AddEtcdMember(ctx, req.Name, req.EtcdPeerURL); err != nil {
 			return nil, err
 		}

@@ -38,6 +38,7 @@ func TestServerJoin(t *testing.T) {
 		{"an etcd cluster, joiner without etcd", DatastoreEtcd, req(""), "without --datastore-endpoint"},
 		{"an external datastore, joiner with etcd", DatastoreExternal, req("https://192.0.2.11:2380"), "same --datastore-endpoint"},
 		{"another cluster CIDR", DatastoreEtcd, func() ServerRequest { r := req("https://192.0.2.11:2380"); r.ClusterCIDR = "10.52.0.0/16"; return r }(), "--cluster-cidr"},
+		{"another --secrets-encryption", DatastoreExternal, func() ServerRequest { r := req(""); r.SecretsEncryption = true; return r }(), "--secrets-encryption"},
 		{"an external datastore", DatastoreExternal, req(""), ""},
 		{"an etcd cluster", DatastoreEtcd, req("https://192.0.2.11:2380"), ""},
 	} {
