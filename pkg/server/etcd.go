@@ -11,6 +11,7 @@ import (
 
 	"k8s.io/klog/v2"
 
+	"github.com/skiff-dev/skiff/pkg/config"
 	"github.com/skiff-dev/skiff/pkg/datastore"
 	"github.com/skiff-dev/skiff/pkg/pki"
 	"github.com/skiff-dev/skiff/pkg/supervisor"
@@ -30,10 +31,7 @@ func (s *Server) datastoreKind() string {
 // checkEtcdState refuses a data dir whose datastore is embedded etcd when
 // the server is started without it: the data would seem lost, and there
 // is no way back from etcd to SQLite.
-func checkEtcdState(cfg interface {
-	EmbeddedEtcd() bool
-	EtcdDataDir() string
-}) error {
+func checkEtcdState(cfg *config.Server) error {
 	if !cfg.EmbeddedEtcd() && datastore.HasData(cfg.EtcdDataDir()) {
 		return fmt.Errorf("%s holds this server's embedded etcd data: start it with --cluster-init (or --server) as before; a datastore moved to etcd does not go back to SQLite or another endpoint", cfg.EtcdDataDir())
 	}
