@@ -46,6 +46,9 @@ type serverFlags struct {
 	datastore           datastore.Config
 	clusterInit         bool
 	secretsEncryption   bool
+	snapshotSchedule    string
+	snapshotRetention   int
+	snapshotDir         string
 	joinServer          string
 	etcdPorts           [3]int
 	apiserverArgs       []string
@@ -134,6 +137,9 @@ func (f *serverFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&f.datastore.CertFile, "datastore-certfile", "", "TLS client certificate file for the datastore")
 	fs.StringVar(&f.datastore.KeyFile, "datastore-keyfile", "", "TLS client key file for the datastore")
 	fs.DurationVar(&f.datastore.CompactInterval, "datastore-compact-interval", datastore.DefaultCompactInterval, "How often old revisions are compacted, keeping the newest 1000 (0: when the apiserver asks)")
+	fs.StringVar(&f.snapshotSchedule, "snapshot-schedule-cron", config.DefaultSnapshotSchedule, "When to snapshot the datastore (cron; \"\" for never)")
+	fs.IntVar(&f.snapshotRetention, "snapshot-retention", config.DefaultSnapshotRetention, "How many scheduled snapshots to keep")
+	fs.StringVar(&f.snapshotDir, "snapshot-dir", "", "Directory for snapshots (default: <data-dir>/server/db/snapshots)")
 	fs.BoolVar(&f.secretsEncryption, "secrets-encryption", true, "Encrypt Secrets at rest (secretbox; the key in <data-dir>/server/cred/encryption-config.json)")
 	fs.BoolVar(&f.clusterInit, "cluster-init", false, "Use embedded etcd as the datastore, so that more servers can join (moves an existing SQLite datastore into it once)")
 	fs.StringVarP(&f.joinServer, "server", "s", "", "Join the cluster of this server, https://<server>:6443, as another server ($SKIFF_URL; needs its --token)")
@@ -200,6 +206,9 @@ func (f *serverFlags) serverConfig(from origins) (*config.Server, error) {
 		Datastore:                  f.datastore,
 		ClusterInit:                f.clusterInit,
 		SecretsEncryption:          f.secretsEncryption,
+		SnapshotSchedule:           f.snapshotSchedule,
+		SnapshotRetention:          f.snapshotRetention,
+		SnapshotDir:                f.snapshotDir,
 		JoinServer:                 f.joinServer,
 		EtcdClientPort:             f.etcdPorts[0],
 		EtcdPeerPort:               f.etcdPorts[1],

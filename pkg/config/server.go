@@ -27,6 +27,8 @@ const (
 	DefaultSchedulerPort        = 10259
 	DefaultServiceNodePortRange = "30000-32767"
 	DefaultFlannelBackend       = "vxlan"
+	DefaultSnapshotSchedule     = "0 */12 * * *"
+	DefaultSnapshotRetention    = 5
 )
 
 // FlannelBackends are the pod network's backends --flannel-backend takes;
@@ -58,6 +60,12 @@ type Server struct {
 	// (--server); Token is then that cluster's server token. Without
 	// --datastore-endpoint it becomes a member of the embedded etcd.
 	JoinServer string
+	// Snapshots of the datastore: SnapshotSchedule is a cron schedule
+	// ("" for none), SnapshotRetention how many scheduled ones are kept,
+	// SnapshotDir where they go ("": SnapshotDefaultDir).
+	SnapshotSchedule  string
+	SnapshotRetention int
+	SnapshotDir       string
 	// SecretsEncryption encrypts Secrets at rest (secretbox, key in
 	// EncryptionConfigFile); on by default.
 	SecretsEncryption bool
@@ -122,6 +130,14 @@ func (s *Server) DBDir() string { return filepath.Join(s.ServerDir(), "db") }
 // the key Secrets are encrypted with (k3s's path).
 func (s *Server) EncryptionConfigFile() string {
 	return filepath.Join(s.CredDir(), "encryption-config.json")
+}
+
+// Snapshots is where datastore snapshots go (k3s's path by default).
+func (s *Server) Snapshots() string {
+	if s.SnapshotDir != "" {
+		return s.SnapshotDir
+	}
+	return filepath.Join(s.DBDir(), "snapshots")
 }
 
 // EtcdDataDir holds the embedded etcd member's data.

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/robfig/cron/v3"
 	netutils "k8s.io/utils/net"
 
 	"github.com/skiff-dev/skiff/manifests"
@@ -76,6 +77,14 @@ func (s *Server) Validate() error {
 	}
 	if err := datastore.CheckEndpoint(s.Datastore.Endpoint); err != nil {
 		return &FieldError{"datastore-endpoint", datastore.Redact(s.Datastore.Endpoint), err.Error()}
+	}
+	if s.SnapshotSchedule != "" {
+		if _, err := cron.ParseStandard(s.SnapshotSchedule); err != nil {
+			return &FieldError{"snapshot-schedule-cron", s.SnapshotSchedule, "not a cron schedule such as \"0 */12 * * *\" or \"@every 6h\": " + err.Error()}
+		}
+	}
+	if s.SnapshotRetention < 1 {
+		return &FieldError{"snapshot-retention", fmt.Sprint(s.SnapshotRetention), "must keep at least 1 snapshot"}
 	}
 	if err := s.validateHA(); err != nil {
 		return err

@@ -78,6 +78,10 @@ func New(cfg *config.Server) (*Server, error) {
 		s.Close()
 		return nil, err
 	}
+	if err := checkSnapshotDir(cfg); err != nil {
+		s.Close()
+		return nil, err
+	}
 	if cfg.EmbeddedEtcd() {
 		for _, p := range []struct {
 			what, flag string
@@ -226,6 +230,9 @@ func (s *Server) Components() []lifecycle.Component {
 		lifecycle.Run("kube-scheduler", s.elected("kube-scheduler", func(ctx context.Context) error {
 			return control.RunScheduler(ctx, s.schedArgs)
 		})),
+	}
+	if cfg.SnapshotSchedule != "" && cfg.Datastore.Endpoint == "" {
+		parts = append(parts, lifecycle.Run("scheduled snapshots", s.runSnapshots))
 	}
 	if s.encryptionKey != "" {
 		parts = append(parts, lifecycle.Run("secrets encryption", s.elected("skiff-secrets-encryption", s.encryptSecrets)))

@@ -1,0 +1,113 @@
+package cli
+
+import (
+	"fmt"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/skiff-dev/skiff/pkg/config"
+	"github.com/skiff-dev/skiff/pkg/datastore"
+	"github.com/skiff-dev/skiff/pkg/server"
+)
+
+// newDatastoreCommand is `skiff datastore`, the datastore's day-2 tools.
+func newDatastoreCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "datastore", Short: "Snapshots of the datastore"}
+	cmd.AddCommand(newSnapshotCommand("snapshot"))
+	return cmd
+}
+
+// newSnapshotCommand saves, lists, prunes and restores snapshots of the
+// server's datastore; `skiff etcd-snapshot` is the same for k3s users.
+func newSnapshotCommand(use string) *cobra.Command {
+	cfg := &config.Server{}
+	var name string
+	var retention int
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: "Save, list, prune and restore snapshots of the datastore (SQLite or embedded etcd)",
+	}
+	fs := cmd.PersistentFlags()
+	fs.StringVarP(&cfg.DataDir, "data-dir", "d", config.DefaultDataDir, "The server's data dir")
+	fs.StringVar(&cfg.SnapshotDir, "snapshot-dir", "", "Directory of the snapshots (default: <data-dir>/server/db/snapshots)")
+	fs.IntVar(&cfg.EtcdClientPort, "etcd-client-port", datastore.DefaultEtcdClientPort, "The embedded etcd's client port")
+	save := &cobra.Command{
+		Use:   "save",
+		Short: "Save a snapshot now (the server may run: SQLite is copied consistently, etcd streams its own)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			start := time.Now()
+			out, err := server.SaveSnapshot(cmd.Context(), cfg, name)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "saved %s in %s\n", out, time.Since(start).Round(time.Millisecond))
+			return nil
+		},
+	}
+	save.Flags().StringVar(&name, "name", server.OnDemandSnapshotPrefix, "Name the snapshot starts with")
+	list := &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List the snapshots",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			snaps, err := datastore.ListSnapshots(cfg.Snapshots())
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "NAME\tSIZE\tCREATED")
+			for _, s := range snaps {
+				fmt.Fprintf(w, "%s\t%d\t%s\n", s.Path, s.Size, s.Created.UTC().Format(time.RFC3339))
+			}
+			return w.Flush()
+		},
+	}
+	prune := &cobra.Command{
+		Use:   "prune",
+		Short: "Delete all but the newest --snapshot-retention snapshots named --name",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			deleted, err := datastore.PruneSnapshots(cfg.Snapshots(), name, retention)
+			for _, d := range deleted {
+				fmt.Fprintf(cmd.OutOrStdout(), "deleted %s\n", d)
+			}
+			return err
+		},
+	}
+	prune.Flags().StringVar(&name, "name", server.OnDemandSnapshotPrefix, "Name of the snapshots to prune")
+	prune.Flags().IntVar(&retention, "snapshot-retention", config.DefaultSnapshotRetention, "How many to keep")
+	restore := &cobra.Command{
+		Use:   "restore FILE",
+		Short: "Restore a snapshot into the stopped server (its current datastore is kept aside)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			lock, err := server.LockDataDir(cfg.ServerDir())
+			if err != nil {
+				return err
+			}
+			defer lock.Close()
+			switch filepath.Ext(args[0]) {
+			case datastore.SQLiteSnapshotExt:
+				if datastore.HasData(cfg.EtcdDataDir()) {
+					return fmt.Errorf("%s is a SQLite snapshot, and this server's datastore is embedded etcd: nothing was changed", args[0])
+				}
+				err = datastore.RestoreSQLite(args[0], filepath.Join(cfg.DBDir(), "state.db"), time.Now())
+			case datastore.EtcdSnapshotExt:
+				err = fmt.Errorf("restoring an embedded etcd snapshot is not supported yet: nothing was changed")
+			default:
+				err = fmt.Errorf("%s is not a snapshot (want a %s or %s file from skiff datastore snapshot save): nothing was changed", args[0], datastore.SQLiteSnapshotExt, datastore.EtcdSnapshotExt)
+			}
+			if err == nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "restored %s; start skiff server\n", args[0])
+			}
+			return err
+		},
+	}
+	cmd.AddCommand(save, list, prune, restore)
+	return cmd
+}
