@@ -49,6 +49,7 @@ type serverFlags struct {
 	snapshotSchedule    string
 	snapshotRetention   int
 	snapshotDir         string
+	restorePath         string
 	joinServer          string
 	etcdPorts           [3]int
 	apiserverArgs       []string
@@ -140,6 +141,7 @@ func (f *serverFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&f.snapshotSchedule, "snapshot-schedule-cron", config.DefaultSnapshotSchedule, "When to snapshot the datastore (cron; \"\" for never)")
 	fs.IntVar(&f.snapshotRetention, "snapshot-retention", config.DefaultSnapshotRetention, "How many scheduled snapshots to keep")
 	fs.StringVar(&f.snapshotDir, "snapshot-dir", "", "Directory for snapshots (default: <data-dir>/server/db/snapshots)")
+	fs.StringVar(&f.restorePath, "cluster-reset-restore-path", "", "Restore embedded etcd from this snapshot (skiff datastore snapshot save) as a cluster of this server alone, once")
 	fs.BoolVar(&f.secretsEncryption, "secrets-encryption", true, "Encrypt Secrets at rest (secretbox; the key in <data-dir>/server/cred/encryption-config.json)")
 	fs.BoolVar(&f.clusterInit, "cluster-init", false, "Use embedded etcd as the datastore, so that more servers can join (moves an existing SQLite datastore into it once)")
 	fs.StringVarP(&f.joinServer, "server", "s", "", "Join the cluster of this server, https://<server>:6443, as another server ($SKIFF_URL; needs its --token)")
@@ -209,6 +211,7 @@ func (f *serverFlags) serverConfig(from origins) (*config.Server, error) {
 		SnapshotSchedule:           f.snapshotSchedule,
 		SnapshotRetention:          f.snapshotRetention,
 		SnapshotDir:                f.snapshotDir,
+		ClusterResetRestorePath:    f.restorePath,
 		JoinServer:                 f.joinServer,
 		EtcdClientPort:             f.etcdPorts[0],
 		EtcdPeerPort:               f.etcdPorts[1],

@@ -98,7 +98,7 @@ func newSnapshotCommand(use string) *cobra.Command {
 				}
 				err = datastore.RestoreSQLite(args[0], filepath.Join(cfg.DBDir(), "state.db"), time.Now())
 			case datastore.EtcdSnapshotExt:
-				err = fmt.Errorf("restoring an embedded etcd snapshot is not supported yet: nothing was changed")
+				err = fmt.Errorf("an embedded etcd snapshot is restored by the server, which knows its member: start it with --cluster-reset-restore-path %s (nothing was changed)", args[0])
 			default:
 				err = fmt.Errorf("%s is not a snapshot (want a %s or %s file from skiff datastore snapshot save): nothing was changed", args[0], datastore.SQLiteSnapshotExt, datastore.EtcdSnapshotExt)
 			}

@@ -66,6 +66,10 @@ type Server struct {
 	SnapshotSchedule  string
 	SnapshotRetention int
 	SnapshotDir       string
+	// ClusterResetRestorePath is an embedded etcd snapshot this server's
+	// member is restored from, as a cluster of one, at its next start
+	// (once: the snapshot restored last is recorded).
+	ClusterResetRestorePath string
 	// SecretsEncryption encrypts Secrets at rest (secretbox, key in
 	// EncryptionConfigFile); on by default.
 	SecretsEncryption bool

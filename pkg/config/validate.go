@@ -116,6 +116,9 @@ func (s *Server) validateHA() error {
 			return &FieldError{"token", "", "a server joining another with --server needs that cluster's server token: --token (or --token-file) with <data-dir>/server/token of the first server"}
 		}
 	}
+	if s.ClusterResetRestorePath != "" && !s.EmbeddedEtcd() {
+		return &FieldError{"cluster-reset-restore-path", s.ClusterResetRestorePath, "restores embedded etcd: give --cluster-init too (a SQLite snapshot is restored with skiff datastore snapshot restore)"}
+	}
 	for flag, port := range map[string]int{"etcd-client-port": s.EtcdClientPort, "etcd-peer-port": s.EtcdPeerPort, "etcd-metrics-port": s.EtcdMetricsPort} {
 		if s.EmbeddedEtcd() && (port < 1 || port > 65535) {
 			return &FieldError{flag, fmt.Sprint(port), "must be between 1 and 65535"}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/mattn/go-sqlite3"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/etcdutl/v3/snapshot"
+	"go.uber.org/zap"
 	"k8s.io/klog/v2"
 )
 
@@ -242,4 +244,35 @@ func copyFile(from, to string) error {
 		return err
 	}
 	return out.Close()
+}
+
+// RestoreEtcd makes the data dir of member e a new one-member cluster
+// holding the etcd snapshot, after checking the snapshot. The data dir it
+// replaces is kept beside it (.before-restore-<time>). Revisions jump by a
+// billion and are marked compacted, as etcd advises for Kubernetes: the
+// clients' resourceVersions must not go back.
+func RestoreEtcd(snap string, e *Etcd, now time.Time) error {
+	manager := snapshot.NewV3(zap.NewNop())
+	if _, err := manager.Status(snap); err != nil {
+		return fmt.Errorf("snapshot %s is not an etcd snapshot (%w): nothing was changed", snap, err)
+	}
+	restoring := e.DataDir + ".restoring"
+	os.RemoveAll(restoring)
+	if err := manager.Restore(snapshot.RestoreConfig{
+		SnapshotPath: snap, Name: e.Name, OutputDataDir: restoring,
+		PeerURLs: []string{e.PeerURL()}, InitialCluster: e.Name + "=" + e.PeerURL(), InitialClusterToken: "skiff",
+		RevisionBump: 1_000_000_000, MarkCompacted: true,
+	}); err != nil {
+		os.RemoveAll(restoring)
+		return fmt.Errorf("restoring %s: %w: nothing was changed", snap, err)
+	}
+	aside := e.DataDir + ".before-restore-" + now.UTC().Format("20060102T150405Z")
+	if err := os.Rename(e.DataDir, aside); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("keeping %s aside: %w", e.DataDir, err)
+	}
+	if err := os.Rename(restoring, e.DataDir); err != nil {
+		return fmt.Errorf("restoring %s: %w (the previous data is %s)", snap, err, aside)
+	}
+	klog.InfoS("Restored the embedded etcd as a cluster of one", "snapshot", snap, "member", e.Name, "previous", aside)
+	return nil
 }

@@ -74,6 +74,9 @@ func (s *Server) etcdMember() (*datastore.Etcd, error) {
 // caught up). A first start with --cluster-init moves a SQLite datastore
 // into it.
 func (s *Server) startEtcd(ctx context.Context) (*datastore.Backend, error) {
+	if err := s.restoreEtcd(); err != nil {
+		return nil, err
+	}
 	fresh := !datastore.HasData(s.etcd.DataDir)
 	if !fresh {
 		s.etcd.InitialCluster = "" // the data dir knows its cluster
@@ -152,4 +155,28 @@ func (s *Server) addEtcdMember(ctx context.Context, name, peerURL string) (strin
 		}
 	}
 	return cluster, urls, nil
+}
+
+// restoreEtcd restores --cluster-reset-restore-path into the member's data
+// dir once: the snapshot restored is recorded, and a restart with the same
+// flag starts from the data as it is by then.
+func (s *Server) restoreEtcd() error {
+	snap := s.cfg.ClusterResetRestorePath
+	if snap == "" {
+		return nil
+	}
+	info, err := os.Stat(snap)
+	if err != nil {
+		return fmt.Errorf("--cluster-reset-restore-path: %w: nothing was changed", err)
+	}
+	record := filepath.Join(s.cfg.DBDir(), "etcd-restored-from")
+	done := fmt.Sprintf("%s %d %s\n", snap, info.Size(), info.ModTime().UTC().Format(time.RFC3339Nano))
+	if old, err := os.ReadFile(record); err == nil && string(old) == done {
+		klog.InfoS("Already restored from this snapshot; starting from the data as it is (remove --cluster-reset-restore-path)", "snapshot", snap)
+		return nil
+	}
+	if err := datastore.RestoreEtcd(snap, s.etcd, time.Now()); err != nil {
+		return err
+	}
+	return pki.WriteFileIfChanged(record, []byte(done), 0o600)
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -61,19 +62,13 @@ func TestClusterInitMovesSQLite(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(s.DataDir, "server", "db", "etcd", "member")); err != nil {
 		t.Errorf("no etcd data: %v", err)
 	}
-	// A snapshot of the running member, through etcd's snapshot API.
-	out := skiffCommand(t, s, true, "datastore", "snapshot", "save", "--etcd-client-port", etcdClientPort)
-	if f := strings.Fields(out); len(f) < 2 || !strings.HasSuffix(f[1], ".etcd") {
-		t.Errorf("etcd snapshot: %q", out)
-	} else if info, err := os.Stat(f[1]); err != nil || info.Size() < 100_000 {
-		t.Errorf("etcd snapshot %s: %v", f[1], err)
-	}
+	checkEtcdSnapshotRestore(t, s, etcdClientPort, before)
 	mustStop(t, s)
 
 	// Back to SQLite: refused, nothing changed.
 	s.Args = sqliteArgs
 	snap := snapshot(t, s.DataDir)
-	out = runExpectingFailure(t, s, []string{})
+	out := runExpectingFailure(t, s, []string{})
 	if !strings.Contains(out, "--cluster-init") || !strings.Contains(out, "etcd") {
 		t.Errorf("a server on etcd data started without --cluster-init: %q", out)
 	}
@@ -143,4 +138,50 @@ func checkSQLiteJoinRefused(t *testing.T, s *harness.Server) {
 		t.Errorf("a refused server left its data dir: %v", err)
 	}
 	t.Logf("joining a SQLite server: %s", last)
+}
+
+// checkEtcdSnapshotRestore saves a snapshot of the running member, writes
+// after it, and restores it with --cluster-reset-restore-path: the objects
+// of the snapshot are back with their UIDs, the later write is gone, and a
+// restart with the flag still given does not restore again.
+func checkEtcdSnapshotRestore(t *testing.T, s *harness.Server, clientPort string, before map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	out := skiffCommand(t, s, true, "datastore", "snapshot", "save", "--etcd-client-port", clientPort)
+	f := strings.Fields(out)
+	if len(f) < 2 || !strings.HasSuffix(f[1], ".etcd") {
+		t.Fatalf("etcd snapshot: %q", out)
+	}
+	saved := f[1]
+	c := kubernetes.NewForConfigOrDie(mustRESTConfig(t, s))
+	later := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "after-the-snapshot"}}
+	if _, err := c.CoreV1().ConfigMaps("default").Create(ctx, later, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	mustStop(t, s)
+	args := s.Args
+	s.Args = append(append([]string{}, args...), "--cluster-reset-restore-path", saved)
+	mustStart(t, s)
+	c = kubernetes.NewForConfigOrDie(mustRESTConfig(t, s))
+	if _, err := c.CoreV1().ConfigMaps("default").Get(ctx, later.Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("a ConfigMap written after the snapshot, after the restore: %v", err)
+	}
+	after := allUIDs(t, ctx, mustRESTConfig(t, s))
+	for key, uid := range before {
+		if after[key] != uid {
+			t.Errorf("%s: uid %q after the etcd restore, was %q", key, after[key], uid)
+		}
+	}
+	// Written after the restore: a second start with the flag keeps it.
+	if _, err := c.CoreV1().ConfigMaps("default").Create(ctx, later, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	mustStop(t, s)
+	mustStart(t, s)
+	c = kubernetes.NewForConfigOrDie(mustRESTConfig(t, s))
+	if _, err := c.CoreV1().ConfigMaps("default").Get(ctx, later.Name, metav1.GetOptions{}); err != nil {
+		t.Errorf("a second start with --cluster-reset-restore-path restored again: %v", err)
+	}
+	s.Args = args
+	t.Logf("etcd snapshot %s restored: %d objects back", filepath.Base(saved), len(before))
 }
