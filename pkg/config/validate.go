@@ -82,9 +82,9 @@ func (s *Server) Validate() error {
 		if _, err := cron.ParseStandard(s.SnapshotSchedule); err != nil {
 			return &FieldError{"snapshot-schedule-cron", s.SnapshotSchedule, "not a cron schedule such as \"0 */12 * * *\" or \"@every 6h\": " + err.Error()}
 		}
-	}
-	if s.SnapshotRetention < 1 {
-		return &FieldError{"snapshot-retention", fmt.Sprint(s.SnapshotRetention), "must keep at least 1 snapshot"}
+		if s.SnapshotRetention < 1 {
+			return &FieldError{"snapshot-retention", fmt.Sprint(s.SnapshotRetention), "must keep at least 1 snapshot"}
+		}
 	}
 	if err := s.validateHA(); err != nil {
 		return err

@@ -28,6 +28,8 @@ func validServer(t *testing.T) *Server {
 		DataDir: DefaultDataDir, BindAddress: DefaultBindAddress, HTTPSListenPort: DefaultHTTPSListenPort,
 		ClusterCIDR: cluster, ServiceCIDR: service, ClusterDNS: dns, ClusterDomain: DefaultClusterDomain,
 		WriteKubeconfig: DefaultKubeconfig, WriteKubeconfigMode: DefaultKubeconfigMode, FlannelBackend: DefaultFlannelBackend,
+		SnapshotSchedule: DefaultSnapshotSchedule, SnapshotRetention: DefaultSnapshotRetention, SecretsEncryption: true,
+		EtcdClientPort: 2379, EtcdPeerPort: 2380, EtcdMetricsPort: 2381,
 	}
 }
 
@@ -62,6 +64,14 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"datastore-endpoint", func(s *Server) { s.Datastore = datastore.Config{Endpoint: "cassandra://x"} }},
 		{"kube-apiserver-arg", func(s *Server) { s.ExtraAPIServerArgs = []string{"v"} }},
 		{"kube-scheduler-arg", func(s *Server) { s.ExtraSchedulerArgs = []string{"=1"} }},
+		{"snapshot-schedule-cron", func(s *Server) { s.SnapshotSchedule = "every day" }},
+		{"snapshot-retention", func(s *Server) { s.SnapshotRetention = 0 }},
+		{"cluster-init", func(s *Server) { s.ClusterInit, s.Datastore.Endpoint = true, "postgres://db/k8s" }},
+		{"cluster-init", func(s *Server) { s.ClusterInit, s.JoinServer, s.Token = true, "https://192.0.2.10:6443", "t" }},
+		{"server", func(s *Server) { s.JoinServer, s.Token = "http://192.0.2.10:6443", "t" }},
+		{"token", func(s *Server) { s.JoinServer = "https://192.0.2.10:6443" }},
+		{"etcd-peer-port", func(s *Server) { s.ClusterInit, s.EtcdPeerPort = true, 0 }},
+		{"cluster-reset-restore-path", func(s *Server) { s.ClusterResetRestorePath = "/x.etcd" }},
 	} {
 		s := validServer(t)
 		tc.mutate(s)
