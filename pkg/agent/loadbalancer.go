@@ -59,7 +59,12 @@ func WatchServers(cfg *config.Agent) lifecycle.Component {
 			return err
 		}
 		given, _ := hostPort(cfg.JoinURL)
-		go loadbalancer.WatchServers(ctx, client, cfg.Balancer, []string{given})
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			loadbalancer.WatchServers(ctx, client, cfg.Balancer, []string{given})
+		}()
+		defer func() { <-watched }() // the watch ends with ctx, and is awaited
 		saved := knownServers(cfg)
 		for {
 			if now := cfg.Balancer.Servers(); !slices.Equal(now, saved) {
