@@ -104,8 +104,9 @@ func (h *Handler) server(ctx context.Context, req *ServerRequest) (*ServerRespon
 	if encrypted := len(encryption) > 0; encrypted != req.SecretsEncryption {
 		return nil, refuse(http.StatusBadRequest, "the cluster's --secrets-encryption is %t, the joining server's %t: every server needs the same", encrypted, req.SecretsEncryption)
 	}
-	resp := &ServerResponse{EncryptionConfig: string(encryption),
+	resp := &ServerResponse{
 		APIVersion: APIVersion, Kind: "ServerResponse", Files: map[string]string{}, AgentToken: s.AgentToken, Datastore: s.Datastore,
+		EncryptionConfig: string(encryption),
 	}
 	for _, name := range SharedFiles() {
 		data, err := os.ReadFile(filepath.Join(string(s.TLS), name))
