@@ -12,7 +12,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/skiff-dev/skiff/internal/kubeclient"
 	"github.com/skiff-dev/skiff/pkg/config"
 	"github.com/skiff-dev/skiff/pkg/server"
 )
@@ -26,7 +25,7 @@ func newSecretsEncryptCommand() *cobra.Command {
 		Short: "The encryption of Secrets at rest",
 	}
 	cmd.PersistentFlags().StringVarP(&dataDir, "data-dir", "d", config.DefaultDataDir, "The server's data dir")
-	cmd.PersistentFlags().StringVar(&kubeconfig, "kubeconfig", config.DefaultKubeconfig, "The admin kubeconfig of the cluster")
+	adminFlag(cmd.PersistentFlags(), &kubeconfig)
 	cmd.AddCommand(&cobra.Command{
 		Use:   "status",
 		Short: "Say whether Secrets are encrypted, with which key, and whether every Secret has been rewritten with it",
@@ -43,9 +42,9 @@ func newSecretsEncryptCommand() *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(out, "Encryption: enabled\nProvider:   secretbox\nKey:        %s\nConfig:     %s\n", key, filepath.Clean(path))
-			client, err := kubeclient.New(kubeconfig, "skiff-secrets-encrypt")
+			client, err := adminClient(kubeconfig, "skiff-secrets-encrypt")
 			if err != nil {
-				return fmt.Errorf("%w; run on the server as root, or give --kubeconfig", err)
+				return err
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()

@@ -35,12 +35,12 @@ func newTokenCommand() *cobra.Command {
 		Use:   "token",
 		Short: "Create, list, delete and rotate the tokens nodes join with",
 	}
-	cmd.PersistentFlags().StringVar(&kubeconfig, "kubeconfig", config.DefaultKubeconfig, "The admin kubeconfig of the cluster")
+	adminFlag(cmd.PersistentFlags(), &kubeconfig)
 	cmd.PersistentFlags().StringVarP(&dataDir, "data-dir", "d", config.DefaultDataDir, "The server's data dir (rotate writes its agent token there)")
 	admin := func() (kubernetes.Interface, string, error) {
-		client, err := kubeclient.New(kubeconfig, "skiff-token")
+		client, err := adminClient(kubeconfig, "skiff-token")
 		if err != nil {
-			return nil, "", fmt.Errorf("%w; run on the server as root, or give --kubeconfig", err)
+			return nil, "", err
 		}
 		hash, err := caHashOf(kubeconfig)
 		return client, hash, err

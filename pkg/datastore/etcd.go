@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,7 +61,7 @@ func httpsURL(ip net.IP, port int) string {
 
 // HasData reports whether dataDir holds an etcd member's data.
 func HasData(dataDir string) bool {
-	_, err := os.Stat(dataDir + "/member")
+	_, err := os.Stat(filepath.Join(dataDir, "member"))
 	return err == nil
 }
 

@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -53,15 +55,12 @@ func (s *Server) etcdMember() (*datastore.Etcd, error) {
 		if base == "" {
 			base, _ = os.Hostname()
 		}
-		suffix, err := pki.RandomSecret(filepath.Join(s.cfg.ServerDir(), "etcd-name-suffix"), 4)
-		if err != nil {
-			return nil, err
-		}
-		name = strings.ToLower(base) + "-" + suffix
+		suffix := make([]byte, 4)
+		rand.Read(suffix)
+		name = strings.ToLower(base) + "-" + hex.EncodeToString(suffix)
 		if err := pki.WriteFileIfChanged(path, []byte(name+"\n"), 0o600); err != nil {
 			return nil, fmt.Errorf("writing the etcd member name: %w", err)
 		}
-		os.Remove(filepath.Join(s.cfg.ServerDir(), "etcd-name-suffix"))
 	}
 	return &datastore.Etcd{
 		Name: name, DataDir: s.cfg.EtcdDataDir(), IP: s.advertise, TLS: s.tls.EtcdDir(),

@@ -17,14 +17,7 @@ import (
 // TestInstallBadInput gives install.sh bad input: each run must exit
 // non-zero with one line saying what is wrong, and change nothing.
 func TestInstallBadInput(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("install.sh needs root")
-	}
-	bin, err := harness.Binary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := newInstallation(t)
+	l, bin := newRootInstallation(t)
 	release := filepath.Join(l.Root, "release")
 	must(t, os.MkdirAll(release, 0o755))
 	// A "release" whose checksum file does not match its binary.
@@ -267,14 +260,7 @@ func must(t *testing.T, err error) {
 // skiff exits at start, and install.sh must say so with skiff's own log
 // lines and a non-zero exit, not wait out its timeout.
 func TestInstallReportsAFailingStart(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("install.sh needs root")
-	}
-	bin, err := harness.Binary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := newInstallation(t)
+	l, bin := newRootInstallation(t)
 	taken, err := net.Listen("tcp", "0.0.0.0:0")
 	must(t, err)
 	defer taken.Close()

@@ -23,6 +23,20 @@ import (
 	"github.com/skiff-dev/skiff/tests/harness"
 )
 
+// newRootInstallation is an installation for a test that runs install.sh
+// (skipped unless root), and the skiff binary to install.
+func newRootInstallation(t *testing.T) (*harness.Installation, string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("install.sh needs root")
+	}
+	bin, err := harness.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newInstallation(t), bin
+}
+
 func newInstallation(t *testing.T) *harness.Installation {
 	t.Helper()
 	in, err := harness.NewInstallation(t.TempDir(), 0)
@@ -57,14 +71,7 @@ func mustInstall(t *testing.T, in *harness.Installation, extraEnv ...string) str
 // kills skiff (the supervisor restarts it), upgrades the binary (a running
 // pod keeps its container) and uninstalls it (nothing of skiff is left).
 func TestInstall(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("install.sh needs root")
-	}
-	bin, err := harness.Binary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := newInstallation(t)
+	l, bin := newRootInstallation(t)
 	before := readHostState(t)
 	if err := harness.BuildBusybox(filepath.Join(l.DataDir, "agent", "images", "busybox.tar")); err != nil {
 		t.Fatal(err)
