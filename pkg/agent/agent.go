@@ -78,6 +78,11 @@ func Components(cfg *config.Agent) []lifecycle.Component {
 		lifecycle.Run("pod network", n.runPodNetwork),
 		lifecycle.Run("local-path provisioner", n.runLocalPath),
 	}
+	if cfg.Node.CertificateCheckInterval > 0 {
+		parts = append(parts, lifecycle.Run("certificate renewal", func(ctx context.Context) error {
+			return renewCertificates(ctx, cfg)
+		}))
+	}
 	return parts
 }
 

@@ -19,10 +19,6 @@ import (
 // cfg for the parts after it, and writes the node's kubeconfigs.
 func Join(cfg *config.Agent) lifecycle.Component {
 	return lifecycle.Step("join", func(ctx context.Context) error {
-		token, err := supervisor.ParseToken(cfg.Token)
-		if err != nil {
-			return fmt.Errorf("join token: %w", err)
-		}
 		if cfg.Node.WithNodeID {
 			id, err := nodeID(cfg.NodeIDFile())
 			if err != nil {
@@ -30,11 +26,11 @@ func Join(cfg *config.Agent) lifecycle.Component {
 			}
 			cfg.NodeName += "-" + id
 		}
-		tls := pki.Dir(cfg.TLSDir())
-		ac, err := supervisor.Join(ctx, supervisor.JoinOptions{
-			Server: cfg.ServerURL, Token: token, NodeName: cfg.NodeName,
-			Addresses: []net.IP{cfg.NodeIP}, TLSDir: tls, PasswordFile: cfg.PasswordFile(),
-		})
+		opts, err := joinOptions(cfg)
+		if err != nil {
+			return err
+		}
+		ac, err := supervisor.Join(ctx, opts)
 		if err != nil {
 			return err
 		}
@@ -45,6 +41,7 @@ func Join(cfg *config.Agent) lifecycle.Component {
 		if cfg.LocalStoragePath != "" {
 			kubeconfigs[cfg.LocalPathKubeconfig()] = pki.ClientLocalPath
 		}
+		tls := opts.TLSDir
 		for path, cert := range kubeconfigs {
 			kc := pki.Kubeconfig{Server: cfg.ServerURL, CA: tls.Cert(pki.ServerCA), Cert: tls.Cert(cert), Key: tls.Key(cert)}
 			if err := kc.Write(path, 0o600); err != nil {
@@ -53,6 +50,18 @@ func Join(cfg *config.Agent) lifecycle.Component {
 		}
 		return nil
 	})
+}
+
+// joinOptions are how the node in cfg joins, once its name is final.
+func joinOptions(cfg *config.Agent) (supervisor.JoinOptions, error) {
+	token, err := supervisor.ParseToken(cfg.Token)
+	if err != nil {
+		return supervisor.JoinOptions{}, fmt.Errorf("join token: %w", err)
+	}
+	return supervisor.JoinOptions{
+		Server: cfg.ServerURL, Token: token, NodeName: cfg.NodeName,
+		Addresses: []net.IP{cfg.NodeIP}, TLSDir: pki.Dir(cfg.TLSDir()), PasswordFile: cfg.PasswordFile(),
+	}, nil
 }
 
 // applyClusterConfig takes the server's settings for the cluster into cfg.

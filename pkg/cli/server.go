@@ -112,6 +112,7 @@ func addNodeFlags(fs *pflag.FlagSet, n *config.Node) {
 	fs.StringArrayVar(&n.Taints, "node-taint", nil, "Taint of this node, key=value:Effect (repeatable)")
 	fs.StringArrayVar(&n.ExtraKubeletArgs, "kubelet-arg", nil, "Extra kubelet flag as flag=value (repeatable)")
 	fs.StringArrayVar(&n.ExtraKubeProxyArgs, "kube-proxy-arg", nil, "Extra kube-proxy flag as flag=value (repeatable)")
+	fs.DurationVar(&n.CertificateCheckInterval, "certificate-check-interval", config.DefaultCertificateCheckInterval, "How often certificates are checked while running; those within 120 days of expiry are renewed (0: only at start)")
 }
 
 type simulatedFlags struct {

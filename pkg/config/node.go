@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -26,10 +27,23 @@ type Node struct {
 
 	ExtraKubeletArgs   []string
 	ExtraKubeProxyArgs []string
+
+	// CertificateCheckInterval is how often this machine's certificates
+	// (the node's, and a server's own) are checked while skiff runs, and
+	// those within pki.RenewBefore of their expiry renewed; 0: only at
+	// start.
+	CertificateCheckInterval time.Duration
 }
+
+// DefaultCertificateCheckInterval checks the certificates hourly: reading a
+// dozen files, nothing written unless one is renewed.
+const DefaultCertificateCheckInterval = time.Hour
 
 // Validate checks the node's settings, naming the flag of a bad one.
 func (n *Node) Validate() error {
+	if n.CertificateCheckInterval < 0 {
+		return &FieldError{"certificate-check-interval", n.CertificateCheckInterval.String(), "cannot be negative (0: check only at start)"}
+	}
 	if n.IP != "" && net.ParseIP(n.IP) == nil {
 		return &FieldError{"node-ip", n.IP, "not an IP address"}
 	}

@@ -33,6 +33,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 
+	"github.com/skiff-dev/skiff/internal/events"
 	"github.com/skiff-dev/skiff/pkg/pki"
 )
 
@@ -304,21 +305,7 @@ func (d *Deployer) prune(ctx context.Context, file string, before, after []objec
 func (d *Deployer) report(ctx context.Context, file string, err error) {
 	path := filepath.Join(d.Dir, file)
 	klog.ErrorS(err, "Applying manifest failed", "file", path)
-	now := metav1.NewTime(time.Now())
-	ev := &corev1.Event{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: "skiff-manifest-", Namespace: metav1.NamespaceSystem},
-		// There is no object for a manifest file; the event hangs on
-		// kube-system (named as its own namespace, which events require).
-		InvolvedObject: corev1.ObjectReference{Kind: "Namespace", Name: metav1.NamespaceSystem, Namespace: metav1.NamespaceSystem, APIVersion: "v1"},
-		Reason:         "ApplyManifestFailed",
-		Message:        fmt.Sprintf("%s: %v", path, err),
-		Type:           corev1.EventTypeWarning,
-		Source:         corev1.EventSource{Component: "skiff-deploy"},
-		FirstTimestamp: now, LastTimestamp: now, Count: 1,
-	}
-	if _, err := d.Client.CoreV1().Events(metav1.NamespaceSystem).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
-		klog.InfoS("Recording the manifest's event failed", "file", path, "err", err)
-	}
+	events.Record(ctx, d.Client, "skiff-deploy", events.SystemNamespace(), corev1.EventTypeWarning, "ApplyManifestFailed", fmt.Sprintf("%s: %v", path, err))
 }
 
 func (d *Deployer) saveState() {

@@ -27,27 +27,30 @@ func EtcdCAs() []string { return []string{EtcdServerCA, EtcdPeerCA} }
 
 // EnsureEtcd creates what is missing in the etcd directory of dir and
 // re-issues certificates that no longer carry the member's addresses ips
-// (loopback is always named).
-func EnsureEtcd(dir Dir, ips []net.IP) error {
+// (loopback is always named) or expire within RenewBefore, and returns
+// those it issued.
+func EnsureEtcd(dir Dir, ips []net.IP) ([]Issued, error) {
 	dir = dir.EtcdDir()
 	cas := map[string]*authority{}
 	for _, name := range EtcdCAs() {
 		ca, err := ensureCA(dir, "etcd-"+name, name)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		cas[name] = ca
 	}
 	names := certutil.AltNames{DNSNames: []string{"localhost"}, IPs: append([]net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}, ips...)}
 	both := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
-	for _, l := range []leaf{
+	issued, err := ensureLeaves(dir, cas, []leaf{
 		{EtcdServing, EtcdServerCA, certutil.Config{CommonName: "etcd-server", AltNames: names, Usages: both}},
 		{EtcdPeer, EtcdPeerCA, certutil.Config{CommonName: "etcd-peer", AltNames: names, Usages: both}},
 		{EtcdClient, EtcdServerCA, certutil.Config{CommonName: "etcd-client", Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}},
-	} {
-		if err := ensureLeaf(dir, cas[l.ca], l); err != nil {
-			return fmt.Errorf("etcd: %w", err)
-		}
+	})
+	for i := range issued {
+		issued[i].Name = "etcd/" + issued[i].Name
 	}
-	return nil
+	if err != nil {
+		return issued, fmt.Errorf("etcd: %w", err)
+	}
+	return issued, nil
 }

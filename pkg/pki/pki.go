@@ -76,17 +76,19 @@ type leaf struct {
 }
 
 // Ensure creates whatever is missing in dir and re-issues leaf certificates
-// that are no longer good. servingNames are the names and addresses the
-// apiserver's serving certificate must carry.
-func Ensure(dir Dir, servingNames certutil.AltNames) error {
+// that are no longer good, and returns those it issued. servingNames are
+// the names and addresses the apiserver's serving certificate must carry.
+// It is safe to call while the server runs: that is how certificates are
+// renewed without a restart.
+func Ensure(dir Dir, servingNames certutil.AltNames) ([]Issued, error) {
 	if err := os.MkdirAll(string(dir), 0o700); err != nil {
-		return fmt.Errorf("creating TLS directory: %w", err)
+		return nil, fmt.Errorf("creating TLS directory: %w", err)
 	}
 	cas := map[string]*authority{}
 	for _, name := range []string{ClientCA, ServerCA, RequestHeaderCA} {
 		ca, err := ensureCA(dir, "skiff-"+name, name)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		cas[name] = ca
 	}
@@ -100,15 +102,29 @@ func Ensure(dir Dir, servingNames certutil.AltNames) error {
 		{ClientScheduler, ClientCA, certutil.Config{CommonName: "system:kube-scheduler", Usages: client}},
 		{ClientAuthProxy, RequestHeaderCA, certutil.Config{CommonName: AuthProxyUser, Usages: client}},
 	}
-	for _, l := range leaves {
-		if err := ensureLeaf(dir, cas[l.ca], l); err != nil {
-			return err
-		}
+	issued, err := ensureLeaves(dir, cas, leaves)
+	if err != nil {
+		return issued, err
 	}
 	if err := writeChain(dir, ServingAPIServer, ServerCA, ServingAPIServerChain); err != nil {
-		return err
+		return issued, err
 	}
-	return ensureServiceAccountKey(dir)
+	return issued, ensureServiceAccountKey(dir)
+}
+
+// ensureLeaves ensures each leaf with its CA from cas.
+func ensureLeaves(dir Dir, cas map[string]*authority, leaves []leaf) ([]Issued, error) {
+	var issued []Issued
+	for _, l := range leaves {
+		i, err := ensureLeaf(dir, cas[l.ca], l)
+		if err != nil {
+			return issued, err
+		}
+		if i != nil {
+			issued = append(issued, *i)
+		}
+	}
+	return issued, nil
 }
 
 type authority struct {
@@ -143,31 +159,48 @@ func ensureCA(dir Dir, prefix, name string) (*authority, error) {
 	return &authority{cert, key}, nil
 }
 
-func ensureLeaf(dir Dir, ca *authority, l leaf) error {
+// Issued is a leaf certificate Ensure (re-)issued, and why.
+type Issued struct {
+	Name, Reason string
+	NotAfter     time.Time
+}
+
+// ensureLeaf issues l when it is missing or stale. A certificate renewed
+// keeps its key, and only the certificate file is replaced (atomically):
+// the processes that reload it while running (the apiserver, client-go's
+// file-based clients, etcd) never see a key that does not match.
+func ensureLeaf(dir Dir, ca *authority, l leaf) (*Issued, error) {
 	reason := "missing"
+	var key crypto.Signer
 	if pkiutil.CertOrKeyExist(string(dir), l.name) {
-		cert, _, err := pkiutil.TryLoadCertAndKeyFromDisk(string(dir), l.name)
+		cert, loaded, err := pkiutil.TryLoadCertAndKeyFromDisk(string(dir), l.name)
 		reason = staleReason(cert, err, ca, l.config)
 		if reason == "" {
-			return nil
+			return nil, nil
 		}
+		key = loaded // nil when it did not load: a new one is made
 	}
 	now := time.Now()
-	cfg := l.config
+	cfg := &pkiutil.CertConfig{Config: l.config, NotAfter: now.Add(LeafValidity), EncryptionAlgorithm: keyAlgorithm}
 	cfg.NotBefore = now.Add(-time.Hour)
-	cert, key, err := pkiutil.NewCertAndKey(ca.cert, ca.key, &pkiutil.CertConfig{
-		Config:              cfg,
-		NotAfter:            now.Add(LeafValidity),
-		EncryptionAlgorithm: keyAlgorithm,
-	})
-	if err != nil {
-		return fmt.Errorf("issuing certificate %s: %w", l.name, err)
+	if key == nil {
+		var err error
+		if key, err = pkiutil.GeneratePrivateKey(keyAlgorithm); err != nil {
+			return nil, fmt.Errorf("making the key of %s: %w", l.name, err)
+		}
+		if err := pkiutil.WriteKey(string(dir), l.name, key); err != nil {
+			return nil, fmt.Errorf("writing %s: %w", dir.Key(l.name), err)
+		}
 	}
-	if err := pkiutil.WriteCertAndKey(string(dir), l.name, cert, key); err != nil {
-		return fmt.Errorf("writing certificate %s: %w", l.name, err)
+	cert, err := pkiutil.NewSignedCert(cfg, key, ca.cert, ca.key, false)
+	if err != nil {
+		return nil, fmt.Errorf("issuing certificate %s: %w", l.name, err)
+	}
+	if err := WriteFileIfChanged(dir.Cert(l.name), pkiutil.EncodeCertPEM(cert), 0o644); err != nil {
+		return nil, fmt.Errorf("writing %s: %w", dir.Cert(l.name), err)
 	}
 	klog.InfoS("Issued certificate", "name", l.name, "reason", reason, "notAfter", cert.NotAfter)
-	return nil
+	return &Issued{Name: l.name, Reason: reason, NotAfter: cert.NotAfter}, nil
 }
 
 // staleReason says why a loaded certificate must be re-issued, or "" when it

@@ -2,6 +2,8 @@ package pki
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/x509"
 	"net"
 	"os"
 	"path/filepath"
@@ -34,7 +36,7 @@ func readAll(t *testing.T, dir Dir) map[string][]byte {
 func TestEnsureKeepsWhatIsGoodAndReissuesForNewNames(t *testing.T) {
 	dir := Dir(t.TempDir())
 	names := ServingNames("cluster.local", net.ParseIP("10.43.0.1"), []net.IP{net.ParseIP("192.0.2.10")}, []string{"skiff.example"})
-	if err := Ensure(dir, names); err != nil {
+	if _, err := Ensure(dir, names); err != nil {
 		t.Fatal(err)
 	}
 	first := readAll(t, dir)
@@ -53,7 +55,7 @@ func TestEnsureKeepsWhatIsGoodAndReissuesForNewNames(t *testing.T) {
 		}
 	}
 
-	if err := Ensure(dir, names); err != nil {
+	if _, err := Ensure(dir, names); err != nil {
 		t.Fatal(err)
 	}
 	for name, data := range readAll(t, dir) {
@@ -63,7 +65,7 @@ func TestEnsureKeepsWhatIsGoodAndReissuesForNewNames(t *testing.T) {
 	}
 
 	names.DNSNames = append(names.DNSNames, "new.example")
-	if err := Ensure(dir, names); err != nil {
+	if _, err := Ensure(dir, names); err != nil {
 		t.Fatal(err)
 	}
 	after := readAll(t, dir)
@@ -84,13 +86,13 @@ func TestEnsureKeepsWhatIsGoodAndReissuesForNewNames(t *testing.T) {
 
 func TestEnsureNeverReplacesABrokenCA(t *testing.T) {
 	dir := Dir(t.TempDir())
-	if err := Ensure(dir, certutil.AltNames{}); err != nil {
+	if _, err := Ensure(dir, certutil.AltNames{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(dir.Cert(ClientCA), []byte("garbage"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := Ensure(dir, certutil.AltNames{}); err == nil || !strings.Contains(err.Error(), "restore it from a backup") {
+	if _, err := Ensure(dir, certutil.AltNames{}); err == nil || !strings.Contains(err.Error(), "restore it from a backup") {
 		t.Errorf("got %v", err)
 	}
 	if data, _ := os.ReadFile(dir.Cert(ClientCA)); string(data) != "garbage" {
@@ -100,7 +102,7 @@ func TestEnsureNeverReplacesABrokenCA(t *testing.T) {
 
 func TestKubeconfigWriteIsIdempotent(t *testing.T) {
 	dir := Dir(t.TempDir())
-	if err := Ensure(dir, certutil.AltNames{}); err != nil {
+	if _, err := Ensure(dir, certutil.AltNames{}); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "admin.yaml")
@@ -128,7 +130,7 @@ func TestKubeconfigWriteIsIdempotent(t *testing.T) {
 func TestEnsureEtcdNamesTheMemberAndKeepsItsCAs(t *testing.T) {
 	dir := Dir(t.TempDir())
 	ip := net.ParseIP("192.0.2.10")
-	if err := EnsureEtcd(dir, []net.IP{ip}); err != nil {
+	if _, err := EnsureEtcd(dir, []net.IP{ip}); err != nil {
 		t.Fatal(err)
 	}
 	cas := readAll(t, dir.EtcdDir())
@@ -145,7 +147,7 @@ func TestEnsureEtcdNamesTheMemberAndKeepsItsCAs(t *testing.T) {
 		t.Errorf("peer CA key: %v %v", info.Mode(), err)
 	}
 	// A new address re-issues the certificates, never the CAs.
-	if err := EnsureEtcd(dir, []net.IP{net.ParseIP("192.0.2.11")}); err != nil {
+	if _, err := EnsureEtcd(dir, []net.IP{net.ParseIP("192.0.2.11")}); err != nil {
 		t.Fatal(err)
 	}
 	again := readAll(t, dir.EtcdDir())
@@ -161,7 +163,7 @@ func TestEnsureEtcdNamesTheMemberAndKeepsItsCAs(t *testing.T) {
 
 func TestInventoryAndRotate(t *testing.T) {
 	dir := Dir(t.TempDir())
-	if err := Ensure(dir, certutil.AltNames{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}); err != nil {
+	if _, err := Ensure(dir, certutil.AltNames{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
@@ -198,11 +200,65 @@ func TestInventoryAndRotate(t *testing.T) {
 		t.Errorf("the admin key was not kept aside: %v", err)
 	}
 	// The next Ensure issues a new one; the backup is not inventoried.
-	if err := Ensure(dir, certutil.AltNames{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}); err != nil {
+	if _, err := Ensure(dir, certutil.AltNames{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}); err != nil {
 		t.Fatal(err)
 	}
 	again, _ := Inventory(string(dir))
 	if len(again) != len(certs) {
 		t.Errorf("after rotation and Ensure: %d certificates, were %d", len(again), len(certs))
+	}
+}
+
+// A certificate within RenewBefore of its expiry is renewed with the same
+// key, so a process reloading the pair never sees a mismatch, and Ensure
+// says what it renewed.
+func TestEnsureRenewsAnExpiringCertificateWithItsKey(t *testing.T) {
+	dir := Dir(t.TempDir())
+	names := certutil.AltNames{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}
+	if _, err := Ensure(dir, names); err != nil {
+		t.Fatal(err)
+	}
+	ca, caKey, err := pkiutil.TryLoadCertAndKeyFromDisk(string(dir), ClientCA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := pkiutil.TryLoadKeyFromDisk(string(dir), ClientAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, err := pkiutil.NewSignedCert(&pkiutil.CertConfig{
+		Config:   certutil.Config{CommonName: "system:admin", Organization: []string{"system:masters"}, Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}},
+		NotAfter: time.Now().Add(30 * 24 * time.Hour),
+	}, key, ca, caKey, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pkiutil.WriteCert(string(dir), ClientAdmin, short); err != nil {
+		t.Fatal(err)
+	}
+	keyBefore, _ := os.ReadFile(dir.Key(ClientAdmin))
+
+	issued, err := Ensure(dir, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(issued) != 1 || issued[0].Name != ClientAdmin || !strings.HasPrefix(issued[0].Reason, "expires") {
+		t.Fatalf("issued %+v, want only %s for its expiry", issued, ClientAdmin)
+	}
+	cert, loaded, err := pkiutil.TryLoadCertAndKeyFromDisk(string(dir), ClientAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Until(cert.NotAfter) < LeafValidity-24*time.Hour || !cert.NotAfter.Equal(issued[0].NotAfter) {
+		t.Errorf("renewed until %v (reported %v)", cert.NotAfter, issued[0].NotAfter)
+	}
+	if keyAfter, _ := os.ReadFile(dir.Key(ClientAdmin)); !bytes.Equal(keyBefore, keyAfter) {
+		t.Error("renewal replaced the key")
+	}
+	if !cert.PublicKey.(*ecdsa.PublicKey).Equal(loaded.Public()) {
+		t.Error("the renewed certificate is not for the kept key")
+	}
+	if again, _ := Ensure(dir, names); len(again) != 0 {
+		t.Errorf("a second Ensure issued %+v", again)
 	}
 }

@@ -169,13 +169,8 @@ func (s *Server) Init(ctx context.Context) error {
 		}
 		return err
 	}
-	if s.servingIPs, err = writeCredentials(s.cfg, s.tls, s.advertise, s.LocalURL()); err != nil {
+	if _, err := s.ensureCertificates(); err != nil {
 		return err
-	}
-	if s.etcd != nil {
-		if err := pki.EnsureEtcd(s.tls, []net.IP{s.advertise}); err != nil {
-			return fmt.Errorf("certificates in %s: %w", s.tls.EtcdDir(), err)
-		}
 	}
 	if err := s.ensureTokens(); err != nil {
 		return err
@@ -255,10 +250,12 @@ func (s *Server) Components() []lifecycle.Component {
 			return runServiceLB(ctx, s.kubeconfig("admin"))
 		})))
 	}
+	if cfg.Node.CertificateCheckInterval > 0 {
+		parts = append(parts, lifecycle.Run("certificate renewal", s.renewCertificates))
+	}
 	return append(parts, lifecycle.Step("admin kubeconfig", func(context.Context) error {
-		kc := pki.Kubeconfig{Server: s.LocalURL(), CA: s.tls.Cert(pki.ServerCA), Cert: s.tls.Cert(pki.ClientAdmin), Key: s.tls.Key(pki.ClientAdmin), Embed: true}
-		if err := kc.Write(cfg.WriteKubeconfig, cfg.WriteKubeconfigMode); err != nil {
-			return fmt.Errorf("writing the admin kubeconfig %s: %w; choose another path with --write-kubeconfig", cfg.WriteKubeconfig, err)
+		if err := s.writeAdminKubeconfig(); err != nil {
+			return err
 		}
 		klog.InfoS("skiff server is ready", "after", time.Since(s.start).Round(time.Millisecond), "kubeconfig", cfg.WriteKubeconfig)
 		return nil
@@ -343,34 +340,6 @@ func advertiseAddress(cfg *config.Server) net.IP {
 		return net.IPv4(127, 0, 0, 1)
 	}
 	return ip
-}
-
-// writeCredentials makes sure the certificates exist and are good for the
-// current names, and writes the components' kubeconfigs for the server URL
-// local. It returns the addresses the apiserver's certificate names.
-func writeCredentials(cfg *config.Server, tlsDir pki.Dir, advertise net.IP, local string) ([]net.IP, error) {
-	serviceIP, err := cfg.APIServerServiceIP()
-	if err != nil {
-		return nil, err
-	}
-	names := pki.ServingNames(cfg.ClusterDomain, serviceIP, []net.IP{advertise}, cfg.TLSSANs)
-	if err := pki.Ensure(tlsDir, names); err != nil {
-		return nil, fmt.Errorf("certificates in %s: %w", tlsDir, err)
-	}
-	if err := os.MkdirAll(cfg.CredDir(), 0o700); err != nil {
-		return nil, fmt.Errorf("creating %s: %w", cfg.CredDir(), err)
-	}
-	for name, cert := range map[string]string{
-		"admin.kubeconfig":      pki.ClientAdmin,
-		"controller.kubeconfig": pki.ClientController,
-		"scheduler.kubeconfig":  pki.ClientScheduler,
-	} {
-		kc := pki.Kubeconfig{Server: local, CA: tlsDir.Cert(pki.ServerCA), Cert: tlsDir.Cert(cert), Key: tlsDir.Key(cert)}
-		if err := kc.Write(filepath.Join(cfg.CredDir(), name), 0o600); err != nil {
-			return nil, fmt.Errorf("writing kubeconfig: %w", err)
-		}
-	}
-	return names.IPs, nil
 }
 
 // runSimulatedNodes runs the simulator as the admin, with client limits

@@ -59,7 +59,7 @@ func TestTokens(t *testing.T) {
 func testServer(t *testing.T) (*httptest.Server, pki.Dir, *fake.Clientset) {
 	t.Helper()
 	dir := pki.Dir(t.TempDir())
-	if err := pki.Ensure(dir, certutil.AltNames{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"}}); err != nil {
+	if _, err := pki.Ensure(dir, certutil.AltNames{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"}}); err != nil {
 		t.Fatal(err)
 	}
 	client := fake.NewClientset()

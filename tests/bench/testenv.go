@@ -100,7 +100,7 @@ func timeEnvtest(etcdBin, apiserverBin string) (time.Duration, error) {
 	}
 	tls := pki.Dir(filepath.Join(dir, "tls"))
 	start := time.Now()
-	if err := pki.Ensure(tls, pki.ServingNames("cluster.local", []byte{10, 0, 0, 1}, nil, nil)); err != nil {
+	if _, err := pki.Ensure(tls, pki.ServingNames("cluster.local", []byte{10, 0, 0, 1}, nil, nil)); err != nil {
 		return 0, err
 	}
 	etcdURL := "http://127.0.0.1:" + strconv.Itoa(ports[0])

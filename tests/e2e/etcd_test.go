@@ -26,7 +26,7 @@ func TestExternalEtcd(t *testing.T) {
 	// Certificates for etcd: a server certificate for 127.0.0.1 from one CA,
 	// client certificates from another.
 	tls := pki.Dir(filepath.Join(dir, "etcd-tls"))
-	if err := pki.Ensure(tls, pki.ServingNames("cluster.local", net.ParseIP("10.43.0.1"), nil, nil)); err != nil {
+	if _, err := pki.Ensure(tls, pki.ServingNames("cluster.local", net.ParseIP("10.43.0.1"), nil, nil)); err != nil {
 		t.Fatal(err)
 	}
 	clientPort, err := harness.FreePort()
