@@ -4,20 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/skiff-dev/skiff/pkg/config"
-	"github.com/skiff-dev/skiff/pkg/server"
+	"github.com/skiff-dev/skiff/pkg/encryption"
 )
 
-// newSecretsEncryptCommand reports the encryption of Secrets at rest
-// (k3s's `secrets-encrypt status`).
+// newSecretsEncryptCommand reports the encryption of Secrets at rest and
+// rotates its key (k3s's `secrets-encrypt status|rotate-keys`).
 func newSecretsEncryptCommand() *cobra.Command {
 	var dataDir, kubeconfig string
 	cmd := &cobra.Command{
@@ -26,14 +27,15 @@ func newSecretsEncryptCommand() *cobra.Command {
 	}
 	cmd.PersistentFlags().StringVarP(&dataDir, "data-dir", "d", config.DefaultDataDir, "The server's data dir")
 	adminFlag(cmd.PersistentFlags(), &kubeconfig)
-	cmd.AddCommand(&cobra.Command{
+	configFile := func() string { return (&config.Server{DataDir: dataDir}).EncryptionConfigFile() }
+	status := &cobra.Command{
 		Use:   "status",
 		Short: "Say whether Secrets are encrypted, with which key, and whether every Secret has been rewritten with it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
-			path := (&config.Server{DataDir: dataDir}).EncryptionConfigFile()
-			key, err := server.EncryptionKey(path)
+			path := configFile()
+			key, err := encryption.CurrentKey(path)
 			if errors.Is(err, os.ErrNotExist) {
 				fmt.Fprintf(out, "Encryption: disabled (no %s; the server runs with --secrets-encryption=false)\n", path)
 				return nil
@@ -48,17 +50,96 @@ func newSecretsEncryptCommand() *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
-			state, err := client.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, server.EncryptionStateName, metav1.GetOptions{})
+			state, err := encryption.State(ctx, client)
 			switch {
-			case apierrors.IsNotFound(err) || err == nil && state.Data["key"] != key:
-				fmt.Fprintln(out, "Secrets:    being rewritten with this key (the server does it at start)")
 			case err != nil:
-				return fmt.Errorf("reading the encryption state: %w", err)
+				return err
+			case state["key"] != key:
+				fmt.Fprintln(out, "Secrets:    being rewritten with this key (the server does it at start)")
 			default:
-				fmt.Fprintf(out, "Secrets:    all %s rewritten with this key at %s\n", state.Data["secrets"], state.Data["rewritten"])
+				fmt.Fprintf(out, "Secrets:    all %s rewritten with this key at %s\n", state["secrets"], state["rewritten"])
 			}
 			return nil
 		},
-	})
+	}
+	rotate := &cobra.Command{
+		Use:   "rotate-keys",
+		Short: "Encrypt every Secret with a new key, then drop the old one (on the server, while it runs)",
+		Long: "Puts a new key first in the encryption configuration, waits for the apiserver to load it (up to a minute), " +
+			"rewrites every Secret with it, printing progress, and drops the old key. Interrupted, it can be run again: " +
+			"a Secret not yet rewritten still reads with the keys kept until the last step.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			client, err := adminClient(kubeconfig, "skiff-secrets-encrypt")
+			if err != nil {
+				return err
+			}
+			return rotateKeys(cmd.Context(), cmd.OutOrStdout(), client, configFile())
+		},
+	}
+	cmd.AddCommand(status, rotate)
 	return cmd
+}
+
+// rotateKeys runs the rotation on this server's configuration at path.
+func rotateKeys(ctx context.Context, out io.Writer, client kubernetes.Interface, path string) error {
+	old, err := encryption.CurrentKey(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("no %s: Secrets are not encrypted here (the server runs with --secrets-encryption=false, or --data-dir names another)", path)
+	}
+	if err != nil {
+		return err
+	}
+	if n, err := runningAPIServers(ctx, client); err != nil {
+		return err
+	} else if n > 1 {
+		return fmt.Errorf("this cluster has %d servers, and each keeps its own copy of the key: rotate-keys works on a cluster of one server only", n)
+	}
+	if state, err := encryption.State(ctx, client); err != nil {
+		return err
+	} else if state["key"] != old {
+		return fmt.Errorf("the server is still rewriting the Secrets with key %s: wait until `skiff secrets-encrypt status` says all are, then run rotate-keys again", old)
+	}
+	key, err := encryption.Rotate(path)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "new key %s written to %s; waiting for the apiserver to load it (it reads the file about once a minute)\n", key, path)
+	if err := encryption.WaitLoaded(ctx, client, path); err != nil {
+		return err
+	}
+	start := time.Now()
+	n, err := encryption.RewriteSecrets(ctx, client, func(done, total int) {
+		fmt.Fprintf(out, "rewritten %d of %d Secrets\n", done, total)
+	})
+	if err != nil {
+		return fmt.Errorf("%w; run rotate-keys again to finish (every Secret still reads)", err)
+	}
+	if err := encryption.RecordState(ctx, client, key, n); err != nil {
+		return err
+	}
+	// Nothing reads with the old keys any more: the apiserver may drop
+	// them whenever it next reads the file.
+	dropped, err := encryption.DropOldKeys(path)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "every Secret (%d) is encrypted with %s, rewritten in %s; dropped %v\n", n, key, time.Since(start).Round(time.Millisecond), dropped)
+	return nil
+}
+
+// runningAPIServers counts the apiservers that renewed their identity
+// lease in the last minute.
+func runningAPIServers(ctx context.Context, client kubernetes.Interface) (int, error) {
+	leases, err := client.CoordinationV1().Leases(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{LabelSelector: "apiserver.kubernetes.io/identity=kube-apiserver"})
+	if err != nil {
+		return 0, fmt.Errorf("counting the cluster's servers: %w", err)
+	}
+	n := 0
+	for _, l := range leases.Items {
+		if l.Spec.RenewTime != nil && time.Since(l.Spec.RenewTime.Time) < time.Minute {
+			n++
+		}
+	}
+	return n, nil
 }

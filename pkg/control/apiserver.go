@@ -72,6 +72,9 @@ func APIServerArgs(cfg *config.Server, port int, tls pki.Dir, db *datastore.Back
 	}
 	if cfg.SecretsEncryption {
 		d["encryption-provider-config"] = cfg.EncryptionConfigFile()
+		// `skiff secrets-encrypt rotate-keys` changes the keys while
+		// the apiserver runs; it reads the file again within a minute.
+		d["encryption-provider-config-automatic-reload"] = "true"
 	}
 	if db.CAFile != "" {
 		d["etcd-cafile"] = db.CAFile

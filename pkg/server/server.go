@@ -26,6 +26,7 @@ import (
 	"github.com/skiff-dev/skiff/pkg/config"
 	"github.com/skiff-dev/skiff/pkg/control"
 	"github.com/skiff-dev/skiff/pkg/datastore"
+	"github.com/skiff-dev/skiff/pkg/encryption"
 	"github.com/skiff-dev/skiff/pkg/pki"
 	"github.com/skiff-dev/skiff/pkg/simnode"
 	"github.com/skiff-dev/skiff/pkg/supervisor"
@@ -176,7 +177,7 @@ func (s *Server) Init(ctx context.Context) error {
 		return err
 	}
 	if s.cfg.SecretsEncryption {
-		if s.encryptionKey, err = ensureEncryptionConfig(s.cfg.EncryptionConfigFile()); err != nil {
+		if s.encryptionKey, err = encryption.EnsureConfig(s.cfg.EncryptionConfigFile()); err != nil {
 			return err
 		}
 	}

@@ -16,14 +16,15 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/skiff-dev/skiff/pkg/server"
+	"github.com/skiff-dev/skiff/pkg/encryption"
 	"github.com/skiff-dev/skiff/tests/harness"
 )
 
 // TestSecretsEncryption: a cluster started without encryption keeps a
 // Secret in plaintext; started again with the default, it rewrites that
 // Secret encrypted, a new Secret never reaches the datastore in
-// plaintext, and `skiff secrets-encrypt status` says so.
+// plaintext, and `skiff secrets-encrypt status` says so; `rotate-keys`
+// then rewrites both with a new key.
 func TestSecretsEncryption(t *testing.T) {
 	s := startServer(t, "--secrets-encryption=false")
 	ctx := context.Background()
@@ -35,13 +36,14 @@ func TestSecretsEncryption(t *testing.T) {
 
 	s.Args = nil // the default: encrypted
 	mustStart(t, s)
-	key, err := server.EncryptionKey(filepath.Join(s.DataDir, "server", "cred", "encryption-config.json"))
+	configFile := filepath.Join(s.DataDir, "server", "cred", "encryption-config.json")
+	key, err := encryption.CurrentKey(configFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := kubernetes.NewForConfigOrDie(mustRESTConfig(t, s))
 	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		cm, err := c.CoreV1().ConfigMaps("kube-system").Get(ctx, server.EncryptionStateName, metav1.GetOptions{})
+		cm, err := c.CoreV1().ConfigMaps("kube-system").Get(ctx, encryption.StateName, metav1.GetOptions{})
 		return err == nil && cm.Data["key"] == key, nil
 	})
 	if err != nil {
@@ -53,6 +55,25 @@ func TestSecretsEncryption(t *testing.T) {
 		t.Errorf("secrets-encrypt status:\n%s", status)
 	}
 	t.Logf("skiff secrets-encrypt status:\n%s", status)
+
+	// rotate-keys: a new key, every Secret rewritten with it, the old key
+	// dropped from the configuration.
+	start := time.Now()
+	rotated := skiffCommand(t, s, true, "secrets-encrypt", "rotate-keys", "--kubeconfig", s.Kubeconfig())
+	t.Logf("skiff secrets-encrypt rotate-keys (%s):\n%s", time.Since(start).Round(time.Millisecond), rotated)
+	oldKey := key
+	if key, err = encryption.CurrentKey(configFile); err != nil || key == oldKey {
+		t.Fatalf("after rotate-keys the key is %s (%v), was %s", key, err, oldKey)
+	}
+	if !strings.Contains(rotated, "rewritten ") || !strings.Contains(rotated, "every Secret") {
+		t.Errorf("rotate-keys printed no progress or end:\n%s", rotated)
+	}
+	if data, err := os.ReadFile(configFile); err != nil || bytes.Contains(data, []byte(oldKey)) {
+		t.Errorf("the old key %s is still in %s (%v)", oldKey, configFile, err)
+	}
+	if status := skiffCommand(t, s, true, "secrets-encrypt", "status", "--kubeconfig", s.Kubeconfig()); !strings.Contains(status, key) || !strings.Contains(status, "rewritten with this key") {
+		t.Errorf("secrets-encrypt status after rotate-keys:\n%s", status)
+	}
 	mustStop(t, s)
 
 	prefix := []byte("k8s:enc:secretbox:v1:" + key + ":")
