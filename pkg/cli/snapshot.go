@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"text/tabwriter"
@@ -15,10 +17,62 @@ import (
 
 // newDatastoreCommand is `skiff datastore`, the datastore's day-2 tools.
 func newDatastoreCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "datastore", Short: "Snapshots of the datastore"}
-	cmd.AddCommand(newSnapshotCommand("snapshot"))
+	cmd := &cobra.Command{Use: "datastore", Short: "The datastore's status and snapshots"}
+	cmd.AddCommand(newSnapshotCommand("snapshot"), newDatastoreStatusCommand())
 	return cmd
 }
+
+// newDatastoreStatusCommand prints the datastore's size and compaction.
+func newDatastoreStatusCommand() *cobra.Command {
+	cfg := &config.Server{}
+	var output string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Print the datastore's size, WAL size, current and compacted revision, and last compaction",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+			defer cancel()
+			st, err := server.DatastoreStatus(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			switch output {
+			case "json":
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			case "table":
+			default:
+				return fmt.Errorf("--output %q: want table or json", output)
+			}
+			w := tabwriter.NewWriter(out, 0, 4, 1, ' ', 0)
+			fmt.Fprintf(w, "Datastore:\t%s %s\n", st.Kind, st.Path)
+			fmt.Fprintf(w, "Size:\t%s (free inside: %s)\n", mib(st.SizeBytes), mib(st.FreeBytes))
+			if st.Kind == "sqlite" {
+				fmt.Fprintf(w, "WAL size:\t%s\n", mib(st.WALBytes))
+				fmt.Fprintf(w, "Rows:\t%d\n", st.Rows)
+			}
+			fmt.Fprintf(w, "Revision:\t%d\n", st.Revision)
+			fmt.Fprintf(w, "Compacted revision:\t%d (%d behind)\n", st.CompactRevision, st.Revision-st.CompactRevision)
+			last := "not seen yet (the server checks once per --datastore-compact-interval)"
+			if !st.LastCompaction.IsZero() {
+				last = st.LastCompaction.Format(time.RFC3339)
+			}
+			if st.Kind == "sqlite" {
+				fmt.Fprintf(w, "Last compaction:\t%s\n", last)
+			}
+			return w.Flush()
+		},
+	}
+	cmd.Flags().StringVarP(&cfg.DataDir, "data-dir", "d", config.DefaultDataDir, "The server's data dir")
+	cmd.Flags().IntVar(&cfg.EtcdClientPort, "etcd-client-port", datastore.DefaultEtcdClientPort, "The embedded etcd's client port")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
+	return cmd
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
 // newSnapshotCommand saves, lists, prunes and restores snapshots of the
 // server's datastore; `skiff etcd-snapshot` is the same for k3s users.

@@ -36,6 +36,10 @@ type Config struct {
 // DefaultCompactInterval is kine's compaction period as k3s runs it.
 const DefaultCompactInterval = 5 * time.Minute
 
+// compactMinRetain is how many of the newest revisions kine's compaction
+// keeps, as k3s runs it.
+const compactMinRetain = 1000
+
 // Backend is what the apiserver needs to talk to the running datastore.
 type Backend struct {
 	Endpoints []string
@@ -124,7 +128,7 @@ func Start(ctx context.Context, cfg Config, dbDir, socket string) (*Backend, err
 		EmulatedETCDVersion: "3.6.11",
 		CompactInterval:     cfg.CompactInterval,
 		CompactTimeout:      5 * time.Second,
-		CompactMinRetain:    1000,
+		CompactMinRetain:    compactMinRetain,
 		CompactBatchSize:    1000,
 		PollBatchSize:       500,
 		PollInterval:        time.Second,

@@ -230,6 +230,9 @@ func (s *Server) Components() []lifecycle.Component {
 	if cfg.SnapshotSchedule != "" && cfg.Datastore.Endpoint == "" {
 		parts = append(parts, lifecycle.Run("scheduled snapshots", s.runSnapshots))
 	}
+	if s.etcd == nil && cfg.Datastore.Endpoint == "" && cfg.Datastore.CompactInterval > 0 {
+		parts = append(parts, lifecycle.Run("datastore maintenance", s.maintainDatastore))
+	}
 	if s.encryptionKey != "" {
 		parts = append(parts, lifecycle.Run("secrets encryption", s.elected("skiff-secrets-encryption", s.encryptSecrets)))
 	}

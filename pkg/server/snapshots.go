@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"k8s.io/klog/v2"
 
 	"github.com/skiff-dev/skiff/pkg/config"
@@ -38,8 +39,7 @@ func SaveSnapshot(ctx context.Context, cfg *config.Server, prefix string) (strin
 	switch {
 	case datastore.HasData(cfg.EtcdDataDir()):
 		out := filepath.Join(dir, datastore.SnapshotName(prefix, now, datastore.EtcdSnapshotExt))
-		tls := pki.Dir(cfg.TLSDir()).EtcdDir()
-		client, err := datastore.EtcdClient([]string{"https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.EtcdClientPort))}, tls)
+		client, err := localEtcdClient(cfg)
 		if err != nil {
 			return "", err
 		}
@@ -102,4 +102,27 @@ func (s *Server) runSnapshots(ctx context.Context) error {
 	<-ctx.Done()
 	<-c.Stop().Done() // a snapshot being written ends (its context is done)
 	return nil
+}
+
+// DatastoreStatus reads the status of cfg's datastore: SQLite's file
+// (while the server runs or not), or the embedded etcd member (running).
+func DatastoreStatus(ctx context.Context, cfg *config.Server) (*datastore.Status, error) {
+	switch {
+	case datastore.HasData(cfg.EtcdDataDir()):
+		client, err := localEtcdClient(cfg)
+		if err != nil {
+			return nil, err
+		}
+		defer client.Close()
+		return datastore.EtcdStatus(ctx, client)
+	case cfg.Datastore.Endpoint == "":
+		return datastore.SQLiteStatus(ctx, cfg.DBDir())
+	}
+	return nil, fmt.Errorf("the datastore is %s: ask it with its own tools", datastore.Redact(cfg.Datastore.Endpoint))
+}
+
+// localEtcdClient reaches this server's embedded etcd member.
+func localEtcdClient(cfg *config.Server) (*clientv3.Client, error) {
+	endpoint := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.EtcdClientPort))
+	return datastore.EtcdClient([]string{endpoint}, pki.Dir(cfg.TLSDir()).EtcdDir())
 }
