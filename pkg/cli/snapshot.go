@@ -150,7 +150,9 @@ func newSnapshotCommand(use string) *cobra.Command {
 				if datastore.HasData(cfg.EtcdDataDir()) {
 					return fmt.Errorf("%s is a SQLite snapshot, and this server's datastore is embedded etcd: nothing was changed", args[0])
 				}
-				err = datastore.RestoreSQLite(args[0], filepath.Join(cfg.DBDir(), "state.db"), time.Now())
+				err = datastore.RestoreSQLite(args[0], filepath.Join(cfg.DBDir(), "state.db"), time.Now(), func(format string, args ...any) {
+					fmt.Fprintf(cmd.OutOrStdout(), format+"\n", args...)
+				})
 			case datastore.EtcdSnapshotExt:
 				err = fmt.Errorf("an embedded etcd snapshot is restored by the server, which knows its member: start it with --cluster-reset-restore-path %s (nothing was changed)", args[0])
 			default:

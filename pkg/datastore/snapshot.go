@@ -173,10 +173,15 @@ func PruneSnapshots(dir, prefix string, keep int) ([]string, error) {
 	return deleted, nil
 }
 
+// Progress reports a step of a long operation, as fmt.Printf would.
+type Progress func(format string, args ...any)
+
 // RestoreSQLite replaces the stopped server's SQLite database dbFile with
 // the snapshot, after checking the snapshot is a sound kine database. The
 // database it replaces is kept beside it (.before-restore-<time>).
-func RestoreSQLite(snapshot, dbFile string, now time.Time) error {
+// progress is told each step as it starts.
+func RestoreSQLite(snapshot, dbFile string, now time.Time, progress Progress) error {
+	progress("checking %s", snapshot)
 	if err := checkSQLiteSnapshot(snapshot); err != nil {
 		return err
 	}
@@ -186,11 +191,13 @@ func RestoreSQLite(snapshot, dbFile string, now time.Time) error {
 	// Copied beside it first: a failed copy leaves the database as it was.
 	restoring := dbFile + ".restoring"
 	os.Remove(restoring)
+	progress("copying it to %s", restoring)
 	if err := copyFile(snapshot, restoring); err != nil {
 		os.Remove(restoring)
 		return fmt.Errorf("restoring %s: %w; nothing was changed", snapshot, err)
 	}
 	aside := ".before-restore-" + now.UTC().Format("20060102T150405Z")
+	progress("keeping the current database aside as %s", dbFile+aside)
 	for _, suffix := range []string{"", "-wal", "-shm"} {
 		if err := os.Rename(dbFile+suffix, dbFile+suffix+aside); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("keeping %s aside: %w", dbFile+suffix, err)
@@ -250,14 +257,17 @@ func copyFile(from, to string) error {
 // holding the etcd snapshot, after checking the snapshot. The data dir it
 // replaces is kept beside it (.before-restore-<time>). Revisions jump by a
 // billion and are marked compacted, as etcd advises for Kubernetes: the
-// clients' resourceVersions must not go back.
-func RestoreEtcd(snap string, e *Etcd, now time.Time) error {
+// clients' resourceVersions must not go back. progress is told each step
+// as it starts.
+func RestoreEtcd(snap string, e *Etcd, now time.Time, progress Progress) error {
 	manager := snapshot.NewV3(zap.NewNop())
+	progress("checking %s", snap)
 	if _, err := manager.Status(snap); err != nil {
 		return fmt.Errorf("snapshot %s is not an etcd snapshot (%w): nothing was changed", snap, err)
 	}
 	restoring := e.DataDir + ".restoring"
 	os.RemoveAll(restoring)
+	progress("restoring it into %s", restoring)
 	if err := manager.Restore(snapshot.RestoreConfig{
 		SnapshotPath: snap, Name: e.Name, OutputDataDir: restoring,
 		PeerURLs: []string{e.PeerURL()}, InitialCluster: e.Name + "=" + e.PeerURL(), InitialClusterToken: "skiff",
@@ -267,6 +277,7 @@ func RestoreEtcd(snap string, e *Etcd, now time.Time) error {
 		return fmt.Errorf("restoring %s: %w: nothing was changed", snap, err)
 	}
 	aside := e.DataDir + ".before-restore-" + now.UTC().Format("20060102T150405Z")
+	progress("keeping the current data aside as %s", aside)
 	if err := os.Rename(e.DataDir, aside); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("keeping %s aside: %w", e.DataDir, err)
 	}

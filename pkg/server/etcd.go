@@ -174,7 +174,9 @@ func (s *Server) restoreEtcd() error {
 		klog.InfoS("Already restored from this snapshot; starting from the data as it is (remove --cluster-reset-restore-path)", "snapshot", snap)
 		return nil
 	}
-	if err := datastore.RestoreEtcd(snap, s.etcd, time.Now()); err != nil {
+	if err := datastore.RestoreEtcd(snap, s.etcd, time.Now(), func(format string, args ...any) {
+		klog.InfoS("Restoring the embedded etcd: " + fmt.Sprintf(format, args...))
+	}); err != nil {
 		return err
 	}
 	return pki.WriteFileIfChanged(record, []byte(done), 0o600)
