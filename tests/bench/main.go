@@ -19,7 +19,7 @@ func main() {
 	bin := flag.String("bin", "", "skiff binary (default $SKIFF_BIN)")
 	runs := flag.Int("runs", 5, "runs per figure")
 	idle := flag.Duration("idle", time.Minute, "how long after ready the idle RSS is read")
-	suite := flag.String("suite", "all", "controlplane, testenv, agent, install, multinode, datastores or all")
+	suite := flag.String("suite", "all", "controlplane, testenv, agent, install, multinode, datastores, day2 or all")
 	multinodeRuns := flag.Int("multinode-runs", 3, "runs per multi-node figure")
 	installRuns := flag.Int("install-runs", 3, "runs per install.sh figure")
 	dist := flag.String("dist", "dist", "release directory whose binaries' sizes the install suite prints")
@@ -29,6 +29,11 @@ func main() {
 	datastoreRuns := flag.Int("datastore-runs", 1, "runs per datastore figure")
 	datastoreRate := flag.Int("datastore-rate", 200, "Secret writes per second of the datastores suite's load (open loop)")
 	datastoreDuration := flag.Duration("datastore-duration", 30*time.Second, "how long the datastores suite's load lasts on each datastore")
+	day2Runs := flag.Int("day2-runs", 3, "snapshots saved and restored per datastore in the day2 suite")
+	day2Objects := flag.Int("day2-objects", 10000, "objects in the datastore the day2 suite snapshots and restores")
+	churnRate := flag.Int("churn-rate", 100, "writes per second of the day2 suite's churn")
+	churn := flag.Duration("churn", 10*time.Minute, "how long the day2 suite's churn lasts")
+	idleWindow := flag.Duration("idle-window", 5*time.Minute, "over how long the day2 suite counts an idle cluster's writes")
 	toolDir := flag.String("tools", "bin/bench", "where the envtest comparison's etcd and kube-apiserver are built")
 	flag.Parse()
 	if *bin != "" {
@@ -52,6 +57,9 @@ func main() {
 	}
 	if err == nil && (*suite == "datastores" || *suite == "all") {
 		err = benchDatastores(*datastoreRuns, *datastoreRate, *datastoreDuration)
+	}
+	if err == nil && (*suite == "day2" || *suite == "all") {
+		err = benchDay2(*day2Runs, *day2Objects, *churnRate, *churn, *idleWindow)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
