@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
 
 	"github.com/skiff-dev/skiff/internal/events"
@@ -26,38 +27,35 @@ import (
 // certificate, without a restart. The renewal is recorded as an event on
 // the node.
 func renewCertificates(ctx context.Context, cfg *config.Agent) error {
-	tick := time.NewTicker(cfg.Node.CertificateCheckInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-		due, err := dueCertificates(cfg.TLSDir(), time.Now())
-		if err != nil || len(due) == 0 {
-			if err != nil {
-				klog.ErrorS(err, "Checking the node's certificates; checking again later")
-			}
-			continue
-		}
-		eventType, reason, message := corev1.EventTypeNormal, "CertificateRenewed", "renewed "+strings.Join(due, ", ")
-		opts, err := joinOptions(cfg)
-		if err == nil {
-			_, err = supervisor.Join(ctx, opts)
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
-			klog.ErrorS(err, "Renewing the node's certificates failed; retrying at the next check", "due", due)
-			eventType, reason, message = corev1.EventTypeWarning, "CertificateRenewalFailed", fmt.Sprintf("renewing %s: %v", strings.Join(due, ", "), err)
-		} else {
-			klog.InfoS("Renewed the node's certificates", "renewed", due)
-		}
-		if client, cerr := kubeclient.New(cfg.KubeletKubeconfig(), "skiff-agent"); cerr == nil {
-			events.Record(ctx, client, "skiff-agent", events.Node(cfg.NodeName), eventType, reason, message)
-		}
+	wait.UntilWithContext(ctx, func(ctx context.Context) { renewDueCertificates(ctx, cfg) }, cfg.Node.CertificateCheckInterval)
+	return nil
+}
+
+// renewDueCertificates is one check of renewCertificates.
+func renewDueCertificates(ctx context.Context, cfg *config.Agent) {
+	due, err := dueCertificates(cfg.TLSDir(), time.Now())
+	if err != nil {
+		klog.ErrorS(err, "Checking the node's certificates; checking again later")
+	}
+	if len(due) == 0 {
+		return
+	}
+	eventType, reason, message := corev1.EventTypeNormal, "CertificateRenewed", "renewed "+strings.Join(due, ", ")
+	opts, err := joinOptions(cfg)
+	if err == nil {
+		_, err = supervisor.Join(ctx, opts)
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	if err != nil {
+		klog.ErrorS(err, "Renewing the node's certificates failed; retrying at the next check", "due", due)
+		eventType, reason, message = corev1.EventTypeWarning, "CertificateRenewalFailed", fmt.Sprintf("renewing %s: %v", strings.Join(due, ", "), err)
+	} else {
+		klog.InfoS("Renewed the node's certificates", "renewed", due)
+	}
+	if client, cerr := kubeclient.New(cfg.KubeletKubeconfig(), "skiff-agent"); cerr == nil {
+		events.Record(ctx, client, "skiff-agent", events.Node(cfg.NodeName), eventType, reason, message)
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	certutil "k8s.io/client-go/util/cert"
 	"k8s.io/klog/v2"
 
 	"github.com/skiff-dev/skiff/internal/events"
@@ -23,12 +25,10 @@ import (
 // at start and, to renew, while the server runs: every process reloads the
 // files it changes (see renewCertificates).
 func (s *Server) ensureCertificates() ([]pki.Issued, error) {
-	serviceIP, err := s.cfg.APIServerServiceIP()
+	names, err := s.servingNames()
 	if err != nil {
 		return nil, err
 	}
-	names := pki.ServingNames(s.cfg.ClusterDomain, serviceIP, []net.IP{s.advertise}, s.cfg.TLSSANs)
-	s.servingIPs = names.IPs
 	issued, err := pki.Ensure(s.tls, names)
 	if err != nil {
 		return issued, fmt.Errorf("certificates in %s: %w", s.tls, err)
@@ -58,6 +58,16 @@ func (s *Server) ensureCertificates() ([]pki.Issued, error) {
 	return issued, nil
 }
 
+// servingNames are the names and addresses the apiserver's certificate
+// carries.
+func (s *Server) servingNames() (certutil.AltNames, error) {
+	serviceIP, err := s.cfg.APIServerServiceIP()
+	if err != nil {
+		return certutil.AltNames{}, err
+	}
+	return pki.ServingNames(s.cfg.ClusterDomain, serviceIP, []net.IP{s.advertise}, s.cfg.TLSSANs), nil
+}
+
 // writeAdminKubeconfig writes the user's admin kubeconfig
 // (--write-kubeconfig), with the certificate in it.
 func (s *Server) writeAdminKubeconfig() error {
@@ -76,33 +86,30 @@ func (s *Server) writeAdminKubeconfig() error {
 // all read the files again. Each renewal is logged and recorded as an
 // event in kube-system.
 func (s *Server) renewCertificates(ctx context.Context) error {
-	tick := time.NewTicker(s.cfg.Node.CertificateCheckInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
+	wait.UntilWithContext(ctx, s.renewDueCertificates, s.cfg.Node.CertificateCheckInterval)
+	return nil
+}
+
+// renewDueCertificates is one check of renewCertificates.
+func (s *Server) renewDueCertificates(ctx context.Context) {
+	issued, err := s.ensureCertificates()
+	if slices.ContainsFunc(issued, func(i pki.Issued) bool { return i.Name == pki.ClientAdmin }) {
+		if werr := s.writeAdminKubeconfig(); werr != nil {
+			klog.ErrorS(werr, "Writing the renewed admin certificate")
 		}
-		issued, err := s.ensureCertificates()
-		if slices.ContainsFunc(issued, func(i pki.Issued) bool { return i.Name == pki.ClientAdmin }) {
-			if werr := s.writeAdminKubeconfig(); werr != nil {
-				klog.ErrorS(werr, "Writing the renewed admin certificate")
-			}
+	}
+	host, _ := os.Hostname()
+	if len(issued) > 0 {
+		var what []string
+		for _, i := range issued {
+			what = append(what, fmt.Sprintf("%s (%s; now until %s)", i.Name, i.Reason, i.NotAfter.UTC().Format(time.DateOnly)))
 		}
-		host, _ := os.Hostname()
-		if len(issued) > 0 {
-			var what []string
-			for _, i := range issued {
-				what = append(what, fmt.Sprintf("%s (%s; now until %s)", i.Name, i.Reason, i.NotAfter.UTC().Format(time.DateOnly)))
-			}
-			events.Record(ctx, s.admin, "skiff-certificates", events.SystemNamespace(), corev1.EventTypeNormal, "CertificateRenewed",
-				fmt.Sprintf("server %s renewed %s", host, strings.Join(what, ", ")))
-		}
-		if err != nil {
-			klog.ErrorS(err, "Renewing certificates failed; retrying at the next check")
-			events.Record(ctx, s.admin, "skiff-certificates", events.SystemNamespace(), corev1.EventTypeWarning, "CertificateRenewalFailed",
-				fmt.Sprintf("server %s: %v", host, err))
-		}
+		events.Record(ctx, s.admin, "skiff-certificates", events.SystemNamespace(), corev1.EventTypeNormal, "CertificateRenewed",
+			fmt.Sprintf("server %s renewed %s", host, strings.Join(what, ", ")))
+	}
+	if err != nil {
+		klog.ErrorS(err, "Renewing certificates failed; retrying at the next check")
+		events.Record(ctx, s.admin, "skiff-certificates", events.SystemNamespace(), corev1.EventTypeWarning, "CertificateRenewalFailed",
+			fmt.Sprintf("server %s: %v", host, err))
 	}
 }

@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
 
 	"github.com/skiff-dev/skiff/internal/events"
@@ -19,20 +19,13 @@ import (
 // caught up again.
 func (s *Server) maintainDatastore(ctx context.Context) error {
 	m := &datastore.Maintainer{DBDir: s.cfg.DBDir()}
-	tick := time.NewTicker(s.cfg.Datastore.CompactInterval)
-	defer tick.Stop()
 	host, _ := os.Hostname()
 	wasBehind := false
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
+	wait.UntilWithContext(ctx, func(ctx context.Context) {
 		st, behind, err := m.Check(ctx)
 		if err != nil {
 			klog.InfoS("Checking the datastore; checking again later", "err", err)
-			continue
+			return
 		}
 		klog.V(2).InfoS("Datastore", "revision", st.Revision, "compacted", st.CompactRevision, "bytes", st.SizeBytes, "walBytes", st.WALBytes)
 		switch {
@@ -46,5 +39,6 @@ func (s *Server) maintainDatastore(ctx context.Context) error {
 				fmt.Sprintf("server %s: compacted revision %d, current %d", host, st.CompactRevision, st.Revision))
 		}
 		wasBehind = behind
-	}
+	}, s.cfg.Datastore.CompactInterval)
+	return nil
 }

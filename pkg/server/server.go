@@ -170,6 +170,11 @@ func (s *Server) Init(ctx context.Context) error {
 		}
 		return err
 	}
+	names, err := s.servingNames()
+	if err != nil {
+		return err
+	}
+	s.servingIPs = names.IPs
 	if _, err := s.ensureCertificates(); err != nil {
 		return err
 	}

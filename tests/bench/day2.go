@@ -111,7 +111,7 @@ func benchSnapshots(bin, dataDir, name, flag string, runs, objects int) error {
 		if c, err = unthrottled(s); err != nil {
 			return err
 		}
-		list, err := c.CoreV1().ConfigMaps("fill").List(ctx, metav1.ListOptions{})
+		list, err := c.CoreV1().ConfigMaps("fill").List(ctx, metav1.ListOptions{LabelSelector: "fill=true"})
 		if err != nil || len(list.Items) != objects {
 			return fmt.Errorf("after restoring %s: %d ConfigMaps (%v), want %d", file, len(list.Items), err, objects)
 		}
@@ -135,7 +135,7 @@ func fill(ctx context.Context, c kubernetes.Interface, n int) error {
 	for w := range 32 {
 		wg.Go(func() {
 			for i := w; i < n; i += 32 {
-				cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("fill-%05d", i)}, Data: map[string]string{"data": payload}}
+				cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("fill-%05d", i), Labels: map[string]string{"fill": "true"}}, Data: map[string]string{"data": payload}}
 				if _, err := c.CoreV1().ConfigMaps("fill").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
 					errs <- err
 					return
