@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,7 +27,7 @@ import (
 // datastore's size after churn of creates and deletes at rate writes a
 // second, with kine's default compaction and without any; and the bytes
 // an idle single-node cluster writes a second over idleWindow.
-func benchDay2(runs, objects, rate int, churn, idleWindow time.Duration) error {
+func benchDay2(parts string, runs, objects, rate int, churn, idleWindow time.Duration) error {
 	bin, err := harness.Binary()
 	if err != nil {
 		return err
@@ -36,15 +37,23 @@ func benchDay2(runs, objects, rate int, churn, idleWindow time.Duration) error {
 		return err
 	}
 	defer os.RemoveAll(root)
-	for _, kind := range []struct{ name, flag string }{{"SQLite", ""}, {"embedded etcd", "--cluster-init"}} {
-		if err := benchSnapshots(bin, filepath.Join(root, "snap-"+strings.Fields(kind.name)[0]), kind.name, kind.flag, runs, objects); err != nil {
-			return fmt.Errorf("snapshots on %s: %w", kind.name, err)
+	want := strings.Split(parts, ",")
+	if slices.Contains(want, "snapshots") {
+		for _, kind := range []struct{ name, flag string }{{"SQLite", ""}, {"embedded etcd", "--cluster-init"}} {
+			if err := benchSnapshots(bin, filepath.Join(root, "snap-"+strings.Fields(kind.name)[0]), kind.name, kind.flag, runs, objects); err != nil {
+				return fmt.Errorf("snapshots on %s: %w", kind.name, err)
+			}
 		}
 	}
-	if err := benchChurn(bin, root, rate, churn); err != nil {
-		return fmt.Errorf("churn: %w", err)
+	if slices.Contains(want, "churn") {
+		if err := benchChurn(bin, root, rate, churn); err != nil {
+			return fmt.Errorf("churn: %w", err)
+		}
 	}
-	return benchIdleWrites(bin, filepath.Join(root, "idle"), idleWindow)
+	if slices.Contains(want, "idle") {
+		return benchIdleWrites(bin, filepath.Join(root, "idle"), idleWindow)
+	}
+	return nil
 }
 
 var savedRE = regexp.MustCompile(`saved (\S+) in`)
@@ -258,13 +267,13 @@ func benchIdleWrites(bin, dataDir string, window time.Duration) (err error) {
 	}
 	time.Sleep(time.Minute)
 	type sample struct {
-		written, log, db int64
-		revision         int64
+		skiff, containerd, log, db int64
+		revision                   int64
 	}
 	take := func() (sample, error) {
-		var sm sample
-		for _, pid := range append([]int{s.Pid()}, children(s.Pid())...) {
-			sm.written += writeBytes(pid)
+		sm := sample{skiff: writeBytes(s.Pid())}
+		for _, pid := range children(s.Pid()) {
+			sm.containerd += writeBytes(pid)
 		}
 		if info, err := os.Stat(s.LogPath); err == nil {
 			sm.log = info.Size()
@@ -286,9 +295,10 @@ func benchIdleWrites(bin, dataDir string, window time.Duration) (err error) {
 		return err
 	}
 	perSecond := func(a, b int64) float64 { return float64(b-a) / window.Seconds() }
-	fmt.Printf("idle single-node cluster over %s: skiff and containerd wrote %.0f B/s, of which the server's log %.0f B/s: %.0f B/s to the data dir; "+
-		"the datastore made %.2f revisions/s and grew %.0f B/s\n", window, perSecond(before.written, after.written), perSecond(before.log, after.log),
-		perSecond(before.written, after.written)-perSecond(before.log, after.log), perSecond(before.revision, after.revision), perSecond(before.db, after.db))
+	skiff, containerd, log := perSecond(before.skiff, after.skiff), perSecond(before.containerd, after.containerd), perSecond(before.log, after.log)
+	fmt.Printf("idle single-node cluster over %s: %.0f B/s written to the data dir (skiff %.0f B/s less its log %.0f B/s, containerd %.0f B/s); "+
+		"the datastore made %.2f revisions/s and grew %.0f B/s\n", window, skiff+containerd-log, skiff, log, containerd,
+		perSecond(before.revision, after.revision), perSecond(before.db, after.db))
 	return nil
 }
 

@@ -29,6 +29,7 @@ func main() {
 	datastoreRuns := flag.Int("datastore-runs", 1, "runs per datastore figure")
 	datastoreRate := flag.Int("datastore-rate", 200, "Secret writes per second of the datastores suite's load (open loop)")
 	datastoreDuration := flag.Duration("datastore-duration", 30*time.Second, "how long the datastores suite's load lasts on each datastore")
+	day2Parts := flag.String("day2-parts", "snapshots,churn,idle", "which parts of the day2 suite run")
 	day2Runs := flag.Int("day2-runs", 3, "snapshots saved and restored per datastore in the day2 suite")
 	day2Objects := flag.Int("day2-objects", 10000, "objects in the datastore the day2 suite snapshots and restores")
 	churnRate := flag.Int("churn-rate", 100, "writes per second of the day2 suite's churn")
@@ -59,7 +60,7 @@ func main() {
 		err = benchDatastores(*datastoreRuns, *datastoreRate, *datastoreDuration)
 	}
 	if err == nil && (*suite == "day2" || *suite == "all") {
-		err = benchDay2(*day2Runs, *day2Objects, *churnRate, *churn, *idleWindow)
+		err = benchDay2(*day2Parts, *day2Runs, *day2Objects, *churnRate, *churn, *idleWindow)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
