@@ -153,3 +153,9 @@ func (s *Server) EtcdDataDir() string { return filepath.Join(s.DBDir(), "etcd") 
 func (s *Server) EmbeddedEtcd() bool {
 	return s.ClusterInit || s.JoinServer != "" && s.Datastore.Endpoint == ""
 }
+
+// SoleServer says whether this is its cluster's only server: its datastore
+// (SQLite or memory) cannot be shared with another.
+func (s *Server) SoleServer() bool {
+	return !s.EmbeddedEtcd() && !datastore.Shared(s.Datastore.Endpoint)
+}

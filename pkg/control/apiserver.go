@@ -64,6 +64,15 @@ func APIServerArgs(cfg *config.Server, port int, tls pki.Dir, db *datastore.Back
 		"tls-cert-file":                           tls.Cert(pki.ServingAPIServerChain),
 		"tls-private-key-file":                    tls.Key(pki.ServingAPIServer),
 	}
+	if cfg.SoleServer() {
+		// No other apiserver can share this datastore, so none needs the
+		// leases by which apiservers find each other, each rewritten every
+		// 10 s (a quarter of an idle cluster's writes): the kubernetes
+		// Service's endpoint is kept by count, and the proxy to peers of
+		// other versions is off.
+		d["endpoint-reconciler-type"] = "master-count"
+		d["feature-gates"] = "UnknownVersionInteroperabilityProxy=false"
+	}
 	if advertise.IsLoopback() {
 		// The endpoint reconciler refuses a loopback address (it would
 		// publish it as the kubernetes Service's endpoint); with no network

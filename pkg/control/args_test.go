@@ -1,8 +1,13 @@
 package control
 
 import (
+	"net"
 	"reflect"
 	"testing"
+
+	"github.com/skiff-dev/skiff/pkg/config"
+	"github.com/skiff-dev/skiff/pkg/datastore"
+	"github.com/skiff-dev/skiff/pkg/pki"
 )
 
 func TestArgsUserWinsAndOrderIsStable(t *testing.T) {
@@ -27,5 +32,31 @@ func TestCheckArgsRejectsUnknownUpstreamFlags(t *testing.T) {
 	}
 	if err := CheckArgs(ok, []string{"--no-such-flag=1"}, ok); err == nil {
 		t.Error("an unknown kube-controller-manager flag was accepted")
+	}
+}
+
+// A sole server (SQLite) publishes the kubernetes Service's endpoint by
+// count and runs no peer proxy: no apiserver can share its datastore. One
+// that others can join keeps upstream's leases.
+func TestAPIServerArgsOfASoleServer(t *testing.T) {
+	_, serviceCIDR, _ := net.ParseCIDR("10.43.0.0/16")
+	advertise := net.ParseIP("192.0.2.10")
+	for _, c := range []struct {
+		cfg        config.Server
+		reconciler string
+		gates      string
+	}{
+		{config.Server{}, "master-count", "UnknownVersionInteroperabilityProxy=false"},
+		{config.Server{ClusterInit: true}, "", ""},
+		{config.Server{Datastore: datastore.Config{Endpoint: "postgres://db/skiff"}}, "", ""},
+	} {
+		c.cfg.ServiceCIDR = serviceCIDR
+		args := APIServerArgs(&c.cfg, 6443, pki.Dir("/tls"), &datastore.Backend{}, advertise)
+		if got := ArgValue(args, "endpoint-reconciler-type"); got != c.reconciler {
+			t.Errorf("%+v: endpoint-reconciler-type %q, want %q", c.cfg.Datastore, got, c.reconciler)
+		}
+		if got := ArgValue(args, "feature-gates"); got != c.gates {
+			t.Errorf("%+v: feature-gates %q, want %q", c.cfg.Datastore, got, c.gates)
+		}
 	}
 }

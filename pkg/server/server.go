@@ -274,7 +274,7 @@ func (s *Server) Components() []lifecycle.Component {
 // elected runs a controller under a lease when several servers can share
 // the datastore, so that one of them runs it; otherwise at once.
 func (s *Server) elected(lease string, run func(context.Context) error) func(context.Context) error {
-	if !s.cfg.EmbeddedEtcd() && !datastore.Shared(s.cfg.Datastore.Endpoint) {
+	if s.cfg.SoleServer() {
 		return run
 	}
 	return leaderElected(lease, s.admin, run)
