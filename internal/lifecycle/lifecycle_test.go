@@ -200,3 +200,28 @@ func waitFor(t *testing.T, j *journal, event string) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// Every waits one interval before its first check, then checks on each
+// interval until stopped, and stops cleanly.
+func TestEveryChecksOnEachIntervalNotAtStart(t *testing.T) {
+	var mu sync.Mutex
+	var at []time.Duration
+	start := time.Now()
+	part := Every("check", 50*time.Millisecond, func(context.Context) {
+		mu.Lock()
+		defer mu.Unlock()
+		at = append(at, time.Since(start))
+	})
+	if err := part.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(180 * time.Millisecond)
+	if err := part.Stop(context.Background()); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(at) < 2 || at[0] < 50*time.Millisecond {
+		t.Errorf("checks at %v: want the first one interval after the start, then more", at)
+	}
+}

@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Task is a Component made of functions, which is how most of skiff's parts
@@ -25,6 +26,24 @@ type Task struct {
 // error.
 func Run(name string, run func(context.Context) error) *Task {
 	return &Task{name: name, run: run, done: make(chan struct{})}
+}
+
+// Every is a part that calls check once per interval until it is stopped.
+// The first call comes one interval after the start: what must happen at
+// start belongs to the parts before it, and is not done twice.
+func Every(name string, interval time.Duration, check func(context.Context)) *Task {
+	return Run(name, func(ctx context.Context) error {
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-tick.C:
+				check(ctx)
+			}
+		}
+	})
 }
 
 // Step is a part that only does something at start (write files, make a

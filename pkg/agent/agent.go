@@ -79,9 +79,7 @@ func Components(cfg *config.Agent) []lifecycle.Component {
 		lifecycle.Run("local-path provisioner", n.runLocalPath),
 	}
 	if cfg.Node.CertificateCheckInterval > 0 {
-		parts = append(parts, lifecycle.Run("certificate renewal", func(ctx context.Context) error {
-			return renewCertificates(ctx, cfg)
-		}))
+		parts = append(parts, renewCertificates(cfg))
 	}
 	return parts
 }

@@ -8,17 +8,17 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
 
 	"github.com/skiff-dev/skiff/internal/events"
 	"github.com/skiff-dev/skiff/internal/kubeclient"
+	"github.com/skiff-dev/skiff/internal/lifecycle"
 	"github.com/skiff-dev/skiff/pkg/config"
 	"github.com/skiff-dev/skiff/pkg/pki"
 	"github.com/skiff-dev/skiff/pkg/supervisor"
 )
 
-// renewCertificates checks the node's certificates every
+// renewCertificates is the node's part that checks its certificates every
 // --certificate-check-interval and, when one is within pki.RenewBefore of
 // its expiry, joins again for new ones: the server signs certificates for
 // the keys the node already has, and the files are replaced at once. The
@@ -26,9 +26,10 @@ import (
 // (kubelet, kube-proxy, flannel, the local-path provisioner) its client
 // certificate, without a restart. The renewal is recorded as an event on
 // the node.
-func renewCertificates(ctx context.Context, cfg *config.Agent) error {
-	wait.UntilWithContext(ctx, func(ctx context.Context) { renewDueCertificates(ctx, cfg) }, cfg.Node.CertificateCheckInterval)
-	return nil
+func renewCertificates(cfg *config.Agent) lifecycle.Component {
+	return lifecycle.Every("certificate renewal", cfg.Node.CertificateCheckInterval, func(ctx context.Context) {
+		renewDueCertificates(ctx, cfg)
+	})
 }
 
 // renewDueCertificates is one check of renewCertificates.

@@ -11,11 +11,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	certutil "k8s.io/client-go/util/cert"
 	"k8s.io/klog/v2"
 
 	"github.com/skiff-dev/skiff/internal/events"
+	"github.com/skiff-dev/skiff/internal/lifecycle"
 	"github.com/skiff-dev/skiff/pkg/pki"
 )
 
@@ -78,16 +78,15 @@ func (s *Server) writeAdminKubeconfig() error {
 	return nil
 }
 
-// renewCertificates checks the server's certificates every
-// --certificate-check-interval and renews those due without a restart:
-// a renewed certificate keeps its key and its file is replaced at once,
-// and the apiserver (serving, kubelet-client and front-proxy
+// renewCertificates is the server's part that checks its certificates
+// every --certificate-check-interval and renews those due without a
+// restart: a renewed certificate keeps its key and its file is replaced at
+// once, and the apiserver (serving, kubelet-client and front-proxy
 // certificates), the in-process components' client-go clients and etcd
 // all read the files again. Each renewal is logged and recorded as an
 // event in kube-system.
-func (s *Server) renewCertificates(ctx context.Context) error {
-	wait.UntilWithContext(ctx, s.renewDueCertificates, s.cfg.Node.CertificateCheckInterval)
-	return nil
+func (s *Server) renewCertificates() lifecycle.Component {
+	return lifecycle.Every("certificate renewal", s.cfg.Node.CertificateCheckInterval, s.renewDueCertificates)
 }
 
 // renewDueCertificates is one check of renewCertificates.

@@ -6,22 +6,21 @@ import (
 	"os"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
 
 	"github.com/skiff-dev/skiff/internal/events"
 	"github.com/skiff-dev/skiff/pkg/datastore"
 )
 
-// maintainDatastore checks the SQLite datastore once per compaction
-// interval (see datastore.Maintainer) and records a Warning event in
-// kube-system when compaction falls behind, and a Normal one when it has
-// caught up again.
-func (s *Server) maintainDatastore(ctx context.Context) error {
+// datastoreCheck is the check the server runs on the SQLite datastore once
+// per compaction interval (see datastore.Maintainer): it records a Warning
+// event in kube-system when compaction falls behind, and a Normal one when
+// it has caught up again.
+func (s *Server) datastoreCheck() func(context.Context) {
 	m := &datastore.Maintainer{DBDir: s.cfg.DBDir()}
 	host, _ := os.Hostname()
 	wasBehind := false
-	wait.UntilWithContext(ctx, func(ctx context.Context) {
+	return func(ctx context.Context) {
 		st, behind, err := m.Check(ctx)
 		if err != nil {
 			klog.InfoS("Checking the datastore; checking again later", "err", err)
@@ -39,6 +38,5 @@ func (s *Server) maintainDatastore(ctx context.Context) error {
 				fmt.Sprintf("server %s: compacted revision %d, current %d", host, st.CompactRevision, st.Revision))
 		}
 		wasBehind = behind
-	}, s.cfg.Datastore.CompactInterval)
-	return nil
+	}
 }

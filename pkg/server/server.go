@@ -236,7 +236,7 @@ func (s *Server) Components() []lifecycle.Component {
 		parts = append(parts, lifecycle.Run("scheduled snapshots", s.runSnapshots))
 	}
 	if s.etcd == nil && cfg.Datastore.Endpoint == "" && cfg.Datastore.CompactInterval > 0 {
-		parts = append(parts, lifecycle.Run("datastore maintenance", s.maintainDatastore))
+		parts = append(parts, lifecycle.Every("datastore maintenance", cfg.Datastore.CompactInterval, s.datastoreCheck()))
 	}
 	if s.encryptionKey != "" {
 		parts = append(parts, lifecycle.Run("secrets encryption", s.elected("skiff-secrets-encryption", s.encryptSecrets)))
@@ -260,7 +260,7 @@ func (s *Server) Components() []lifecycle.Component {
 		})))
 	}
 	if cfg.Node.CertificateCheckInterval > 0 {
-		parts = append(parts, lifecycle.Run("certificate renewal", s.renewCertificates))
+		parts = append(parts, s.renewCertificates())
 	}
 	return append(parts, lifecycle.Step("admin kubeconfig", func(context.Context) error {
 		if err := s.writeAdminKubeconfig(); err != nil {
