@@ -156,10 +156,12 @@ func (n *node) runKubeProxy(ctx context.Context) error {
 	return runKubeProxy(ctx, args)
 }
 
-// runPodNetwork waits for the node's pod CIDR, then runs the pod network
-// across nodes (flannel) and writes the CNI configuration for the node's
-// pods, and runs until ctx ends. With --flannel-backend none the pod
-// network is the user's: no CNI configuration is written.
+// runPodNetwork runs the pod network across nodes (flannel) and writes the
+// CNI configuration for the node's pods once the node has its pod CIDR, and
+// runs until ctx ends. Flannel starts before the CIDR is there: its subnet
+// manager polls once a second for its node informer, and that second
+// passes while the node waits for its CIDR. With --flannel-backend none the
+// pod network is the user's: no CNI configuration is written.
 func (n *node) runPodNetwork(ctx context.Context) error {
 	if n.cfg.FlannelBackend == "none" {
 		klog.InfoS("No pod network from skiff (--flannel-backend none): install a CNI plugin, or pods will not start")
@@ -170,15 +172,16 @@ func (n *node) runPodNetwork(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := waitPodCIDR(ctx, n.cfg, client); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
+	err = runFlannel(ctx, n.cfg, func(ctx context.Context) error {
+		_, err := waitPodCIDR(ctx, n.cfg, client)
 		return err
-	}
-	return runFlannel(ctx, n.cfg, func(subnet string, mtu int) error {
+	}, func(subnet string, mtu int) error {
 		return writePodNetwork(n.cfg, subnet, mtu, false)
 	})
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }
 
 // runLocalPath provisions local-path volumes on this node, unless the

@@ -63,7 +63,7 @@ func podNetworkConfig(cfg *config.Agent, podCIDR string, mtu int, ipMasq bool) (
 // pod CIDR.
 func waitPodCIDR(ctx context.Context, cfg *config.Agent, client kubernetes.Interface) (string, error) {
 	var podCIDR string
-	err := wait.PollUntilContextCancel(ctx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		node, err := client.CoreV1().Nodes().Get(ctx, cfg.NodeName, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return false, nil // the kubelet has not registered it yet

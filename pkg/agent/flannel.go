@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/flannel-io/flannel/pkg/backend"
 	_ "github.com/flannel-io/flannel/pkg/backend/hostgw" // the host-gw backend
@@ -14,6 +16,8 @@ import (
 	_ "github.com/flannel-io/flannel/pkg/backend/wireguard"
 	"github.com/flannel-io/flannel/pkg/ip"
 	"github.com/flannel-io/flannel/pkg/ipmatch"
+	"github.com/flannel-io/flannel/pkg/lease"
+	"github.com/flannel-io/flannel/pkg/subnet"
 	"github.com/flannel-io/flannel/pkg/subnet/kube"
 	"github.com/flannel-io/flannel/pkg/trafficmngr"
 	"github.com/flannel-io/flannel/pkg/trafficmngr/iptables"
@@ -51,10 +55,11 @@ func flannelNetConf(cfg *config.Agent, nftables bool) ([]byte, error) {
 // as flanneld's main does: the kube subnet manager (each node's subnet is
 // its pod CIDR, its backend data in its Node's annotations), the backend on
 // the interface of the node's address, and the masquerade and forward
-// rules for traffic leaving the cluster CIDR. Once the network is up it
-// calls ready with the node's subnet and the MTU pods must use, then runs
-// until ctx ends.
-func runFlannel(ctx context.Context, cfg *config.Agent, ready func(subnet string, mtu int) error) error {
+// rules for traffic leaving the cluster CIDR. Once its subnet manager runs
+// it waits for podCIDR (the node's pod CIDR, which its lease needs); once
+// the network is up it calls ready with the node's subnet and the MTU pods
+// must use, then runs until ctx ends.
+func runFlannel(ctx context.Context, cfg *config.Agent, podCIDR func(context.Context) error, ready func(subnet string, mtu int) error) error {
 	nft := proxyMode() == "nftables"
 	netConf, err := flannelNetConf(cfg, nft)
 	if err != nil {
@@ -88,6 +93,9 @@ func runFlannel(ctx context.Context, cfg *config.Agent, ready func(subnet string
 	if err != nil {
 		return fmt.Errorf("flannel network configuration: %w", err)
 	}
+	if err := podCIDR(ctx); err != nil {
+		return err
+	}
 	stack, err := ipmatch.GetIPFamily(netCfg.EnableIPv4, netCfg.EnableIPv6)
 	if err != nil {
 		return err
@@ -97,7 +105,7 @@ func runFlannel(ctx context.Context, cfg *config.Agent, ready func(subnet string
 	if err != nil {
 		return fmt.Errorf("flannel: no interface holds the node's address %s: %w (set --node-ip)", cfg.NodeIP, err)
 	}
-	be, err := backend.NewManager(ctx, sm, ext).GetBackend(netCfg.BackendType)
+	be, err := backend.NewManager(ctx, leaseRetry{sm}, ext).GetBackend(netCfg.BackendType)
 	if err != nil {
 		return fmt.Errorf("flannel backend %s: %w", netCfg.BackendType, err)
 	}
@@ -127,4 +135,25 @@ func runFlannel(ctx context.Context, cfg *config.Agent, ready func(subnet string
 	}()
 	<-ctx.Done()
 	return nil
+}
+
+// leaseRetry is flannel's subnet manager, whose AcquireLease is tried again
+// for a while when it fails because its node informer has not yet seen the
+// pod CIDR the API already shows (podCIDR in runFlannel waits on the API):
+// a few milliseconds at most. Flannel returns that case as a plain error.
+type leaseRetry struct{ subnet.Manager }
+
+func (m leaseRetry) AcquireLease(ctx context.Context, attrs *lease.LeaseAttrs) (*lease.Lease, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		l, err := m.Manager.AcquireLease(ctx, attrs)
+		if err == nil || !strings.Contains(err.Error(), "pod cidr not assigned") || time.Now().After(deadline) {
+			return l, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

@@ -35,8 +35,16 @@ func ControllerManagerArgs(cfg *config.Server, tls pki.Dir, kubeconfig string) [
 		"configure-cloud-routes":                          "false",
 		// Upstream leaves the bootstrap token cleaner off; join tokens
 		// made with a TTL (skiff token create) must expire.
-		"controllers":                      "*,tokencleaner",
-		"kubeconfig":                       kubeconfig,
+		"controllers": "*,tokencleaner",
+		"kubeconfig":  kubeconfig,
+		// The apiserver is in the same process, and its priority and
+		// fairness guards it. At upstream's 20/s (burst 30) the
+		// controller-manager spends ~5 s of its start waiting on its own
+		// client: it makes a ServiceAccount for each controller before
+		// any runs, so a new node waited that long for its pod CIDR, and
+		// every Deployment for its ReplicaSet.
+		"kube-api-qps":                     "200",
+		"kube-api-burst":                   "400",
 		"leader-elect":                     "false",
 		"profiling":                        "false",
 		"root-ca-file":                     tls.Cert(pki.ServerCA),

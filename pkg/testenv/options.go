@@ -29,6 +29,7 @@ type settings struct {
 	nodeShape      NodeShape
 	startTimeout   time.Duration
 	logs           io.Writer
+	pooled         bool
 }
 
 // NodeShape is the capacity, labels and taints of each simulated node.
@@ -128,10 +129,9 @@ func (s *settings) serverArgs(dataDir, configFile, kubeconfig string) []string {
 		// parallel, and tests talk to the apiserver only.
 		"--kube-controller-manager-arg", "secure-port=0",
 		"--kube-scheduler-arg", "secure-port=0",
-		// Controllers and scheduler talk to a local apiserver: let them go
-		// as fast as a test creates objects.
-		"--kube-controller-manager-arg", "kube-api-qps=200",
-		"--kube-controller-manager-arg", "kube-api-burst=400",
+		// The scheduler talks to a local apiserver: let it go as fast as
+		// a test creates pods (skiff gives the controller-manager the
+		// same).
 		"--kube-scheduler-arg", "kube-api-qps=200",
 		"--kube-scheduler-arg", "kube-api-burst=400",
 	}
