@@ -32,6 +32,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -80,7 +81,8 @@ func Start(t testing.TB, opts ...Option) *Environment {
 }
 
 // New starts an environment without a testing.TB, for TestMain or a shared
-// fixture; the caller must call Stop.
+// fixture; the caller must call Stop. With Pooled, it takes a pre-started
+// environment when one is ready.
 func New(opts ...Option) (*Environment, error) {
 	s := &settings{startTimeout: time.Minute}
 	for _, o := range opts {
@@ -90,13 +92,39 @@ func New(opts ...Option) (*Environment, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "skiff-testenv-")
+	var env *Environment
+	if s.pooled {
+		env, err = pool.take(bin, s)
+	} else {
+		env, err = launch(bin, s)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := env.prepare(s); err != nil {
+		logs := env.Logs()
+		_ = env.Stop()
+		return nil, fmt.Errorf("%w\nskiff server log:\n%s", err, tail(logs, 60))
+	}
+	return env, nil
+}
+
+// launch starts a server and waits for its admin kubeconfig: an environment
+// without the test's CRDs yet (see prepare).
+func launch(bin string, s *settings) (*Environment, error) {
+	removeAbandoned()
+	dir, err := os.MkdirTemp("", dirPrefix)
 	if err != nil {
 		return nil, err
 	}
 	env := &Environment{Dir: dir, Kubeconfig: filepath.Join(dir, "kubeconfig"), log: &syncBuffer{}, done: make(chan struct{})}
 	configFile := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(configFile, nil, 0o600); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	// Whose environment this is, for removeAbandoned.
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
@@ -117,7 +145,7 @@ func New(opts ...Option) (*Environment, error) {
 		env.exitErr = env.cmd.Wait()
 		close(env.done)
 	}()
-	if err := env.waitUntilUsable(s); err != nil {
+	if err := env.waitForKubeconfig(s.startTimeout); err != nil {
 		logs := env.Logs()
 		_ = env.Stop()
 		return nil, fmt.Errorf("%w\nskiff server log:\n%s", err, tail(logs, 60))
@@ -154,30 +182,35 @@ func findBinary(explicit string) (string, error) {
 	return bin, nil
 }
 
-// waitUntilUsable waits for the admin kubeconfig, which the server writes
-// once the apiserver is ready and the controllers and scheduler run, then
-// checks the version and installs the CRDs.
-func (e *Environment) waitUntilUsable(s *settings) error {
-	ctx, cancel := context.WithTimeout(context.Background(), s.startTimeout)
-	defer cancel()
+// waitForKubeconfig waits for the admin kubeconfig, which the server writes
+// once the apiserver is ready and the controllers and scheduler run.
+func (e *Environment) waitForKubeconfig(timeout time.Duration) error {
+	deadline := time.After(timeout)
 	for {
 		data, err := os.ReadFile(e.Kubeconfig)
 		if err == nil {
 			if e.Config, err = clientcmd.RESTConfigFromKubeConfig(data); err != nil {
 				return err
 			}
-			break
+			// Tests create objects in bursts; the apiserver is local.
+			e.Config.QPS, e.Config.Burst = 200, 400
+			return nil
 		}
 		select {
 		case <-e.done:
 			return fmt.Errorf("skiff server exited before it was ready: %v", e.exitErr)
-		case <-ctx.Done():
-			return fmt.Errorf("skiff server not ready within %s", s.startTimeout)
+		case <-deadline:
+			return fmt.Errorf("skiff server not ready within %s", timeout)
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	// Tests create objects in bursts; the apiserver is local.
-	e.Config.QPS, e.Config.Burst = 200, 400
+}
+
+// prepare makes a running environment the test's: it checks the version
+// and installs the CRDs.
+func (e *Environment) prepare(s *settings) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.startTimeout)
+	defer cancel()
 	if s.version != "" {
 		dc, err := discovery.NewDiscoveryClientForConfig(e.Config)
 		if err != nil {
