@@ -17,6 +17,8 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/skiff-dev/skiff/internal/lifecycle"
+	"github.com/skiff-dev/skiff/internal/memory"
+	"github.com/skiff-dev/skiff/internal/profiling"
 	"github.com/skiff-dev/skiff/pkg/agent"
 	"github.com/skiff-dev/skiff/pkg/config"
 	"github.com/skiff-dev/skiff/pkg/supervisor"
@@ -122,6 +124,7 @@ func runAgent(cfg *config.Agent) error {
 	}()
 	// Process-wide, once, as for the server (see runServer).
 	rest.SetDefaultWarningHandler(rest.NoWarnings{})
+	memory.SetGCPercent()
 	notifySocket := os.Getenv("NOTIFY_SOCKET")
 	os.Unsetenv("NOTIFY_SOCKET")
 	klog.InfoS("Starting skiff agent", "version", version.Version, "kubernetes", version.Kubernetes(), "dataDir", cfg.DataDir, "server", cfg.ServerURL, "node", cfg.NodeName)
@@ -129,8 +132,15 @@ func runAgent(cfg *config.Agent) error {
 		return err
 	}
 	parts := []lifecycle.Component{agent.LoadBalancer(cfg), agent.Join(cfg), agent.WatchServers(cfg)}
+	if cfg.Node.PprofAddress != "" {
+		pprof, err := profiling.Server(cfg.Node.PprofAddress)
+		if err != nil {
+			return err
+		}
+		parts = append([]lifecycle.Component{pprof}, parts...)
+	}
 	parts = append(parts, agent.Components(cfg)...)
-	parts = append(parts, agent.Ready(cfg, notifySocket))
+	parts = append(parts, agent.Ready(cfg, notifySocket), memory.DropStartupPagesAfter(startupSettles))
 	err := (&lifecycle.Runner{Components: parts}).Run(ctx)
 	klog.InfoS("skiff agent stopped")
 	return err

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"os"
+	"time"
 
 	"github.com/containerd/containerd/v2/cmd/containerd/command"
 	ctrapp "github.com/containerd/containerd/v2/cmd/ctr/app"
@@ -11,8 +12,13 @@ import (
 	// its own main imports them.
 	_ "github.com/containerd/containerd/v2/cmd/containerd/builtins"
 
+	"github.com/skiff-dev/skiff/internal/memory"
 	"github.com/skiff-dev/skiff/pkg/config"
 )
+
+// containerdSettles is how long containerd keeps start-up's pages of the
+// binary: its node is Ready and the add-ons' images imported by then.
+const containerdSettles = time.Minute
 
 // newContainerdCommand is upstream containerd, run by the agent as a child
 // process of the same binary; not meant to be run by hand.
@@ -23,6 +29,10 @@ func newContainerdCommand() *cobra.Command {
 		Hidden:             true,
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// The pages its start-up touched (the whole binary's package
+			// initialisers) go once the agent has had time to import its
+			// images.
+			memory.DropStartupPagesIn(containerdSettles)
 			return command.App().Run(cmd.Context(), append([]string{"containerd"}, args...))
 		},
 	}

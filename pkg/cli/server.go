@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -20,6 +21,8 @@ import (
 	"k8s.io/kubernetes/pkg/util/taints"
 
 	"github.com/skiff-dev/skiff/internal/lifecycle"
+	"github.com/skiff-dev/skiff/internal/memory"
+	"github.com/skiff-dev/skiff/internal/profiling"
 	"github.com/skiff-dev/skiff/pkg/agent"
 	"github.com/skiff-dev/skiff/pkg/config"
 	"github.com/skiff-dev/skiff/pkg/datastore"
@@ -112,6 +115,7 @@ func addNodeFlags(fs *pflag.FlagSet, n *config.Node) {
 	fs.StringArrayVar(&n.Taints, "node-taint", nil, "Taint of this node, key=value:Effect (repeatable)")
 	fs.StringArrayVar(&n.ExtraKubeletArgs, "kubelet-arg", nil, "Extra kubelet flag as flag=value (repeatable)")
 	fs.StringArrayVar(&n.ExtraKubeProxyArgs, "kube-proxy-arg", nil, "Extra kube-proxy flag as flag=value (repeatable)")
+	fs.StringVar(&n.PprofAddress, "pprof-address", "", "Serve Go profiles of this process (/debug/pprof/) on this loopback host:port, e.g. 127.0.0.1:6060 (default: off)")
 	fs.DurationVar(&n.CertificateCheckInterval, "certificate-check-interval", config.DefaultCertificateCheckInterval, "How often certificates are checked while running; those within 120 days of expiry are renewed (0: only at start)")
 }
 
@@ -270,6 +274,7 @@ func runServer(cfg *config.Server) error {
 	// command sets it the same way): loopback clients must not log the
 	// warnings the apiserver sends them.
 	rest.SetDefaultWarningHandler(rest.NoWarnings{})
+	memory.SetGCPercent()
 	// Process-wide, once: the in-process apiserver and kubelet each tell
 	// $NOTIFY_SOCKET READY=1 as soon as they themselves start, long before
 	// this node is Ready. skiff keeps the socket and clears the variable,
@@ -287,6 +292,11 @@ func runServer(cfg *config.Server) error {
 	klog.InfoS("skiff server stopped")
 	return err
 }
+
+// startupSettles is how long after Ready a server or agent keeps start-up's
+// pages of the binary: the add-ons' images are imported and their pods
+// started by then.
+const startupSettles = 30 * time.Second
 
 // serverParts checks everything that can fail on bad input before it writes
 // anything, then prepares the control plane and, unless --disable-agent,
@@ -310,14 +320,22 @@ func serverParts(ctx context.Context, cfg *config.Server) ([]lifecycle.Component
 		return nil, nil, err
 	}
 	parts := srv.Components()
+	if cfg.Node.PprofAddress != "" {
+		pprof, err := profiling.Server(cfg.Node.PprofAddress)
+		if err != nil {
+			srv.Close()
+			return nil, nil, err
+		}
+		parts = append([]lifecycle.Component{pprof}, parts...)
+	}
 	if node == nil {
-		return append(parts, srv.Ready()), srv.Close, nil
+		return append(parts, srv.Ready(), memory.DropStartupPagesAfter(startupSettles)), srv.Close, nil
 	}
 	// The server's own node joins it like any other node.
 	node.Token = srv.AgentToken().String()
 	parts = append(parts, agent.Join(node))
 	parts = append(parts, agent.Components(node)...)
-	return append(parts, agent.Ready(node, cfg.NotifySocket)), srv.Close, nil
+	return append(parts, agent.Ready(node, cfg.NotifySocket), memory.DropStartupPagesAfter(startupSettles)), srv.Close, nil
 }
 
 // setVerbosity sets klog's verbosity, which all in-process components share.

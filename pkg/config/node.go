@@ -33,6 +33,10 @@ type Node struct {
 	// those within pki.RenewBefore of their expiry renewed; 0: only at
 	// start.
 	CertificateCheckInterval time.Duration
+
+	// PprofAddress, when set, serves the process's Go profiles
+	// (/debug/pprof/) on this loopback host:port.
+	PprofAddress string
 }
 
 // DefaultCertificateCheckInterval checks the certificates hourly: reading a
@@ -43,6 +47,12 @@ const DefaultCertificateCheckInterval = time.Hour
 func (n *Node) Validate() error {
 	if n.CertificateCheckInterval < 0 {
 		return &FieldError{"certificate-check-interval", n.CertificateCheckInterval.String(), "cannot be negative (0: check only at start)"}
+	}
+	if n.PprofAddress != "" {
+		host, _, err := net.SplitHostPort(n.PprofAddress)
+		if ip := net.ParseIP(host); err != nil || !(host == "localhost" || ip != nil && ip.IsLoopback()) {
+			return &FieldError{"pprof-address", n.PprofAddress, "must be a loopback host:port such as 127.0.0.1:6060 (profiles show memory contents)"}
+		}
 	}
 	if n.IP != "" && net.ParseIP(n.IP) == nil {
 		return &FieldError{"node-ip", n.IP, "not an IP address"}

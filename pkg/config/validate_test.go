@@ -72,6 +72,8 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"token", func(s *Server) { s.JoinServer = "https://192.0.2.10:6443" }},
 		{"etcd-peer-port", func(s *Server) { s.ClusterInit, s.EtcdPeerPort = true, 0 }},
 		{"cluster-reset-restore-path", func(s *Server) { s.ClusterResetRestorePath = "/x.etcd" }},
+		{"pprof-address", func(s *Server) { s.Node.PprofAddress = "0.0.0.0:6060" }},
+		{"pprof-address", func(s *Server) { s.Node.PprofAddress = "127.0.0.1" }},
 	} {
 		s := validServer(t)
 		tc.mutate(s)
