@@ -41,7 +41,7 @@ HOST_ARCH     := $(shell $(GO) env GOHOSTARCH)
 RELEASE_ARCHES ?= amd64 arm64
 export RELEASE_ARCHES
 
-.PHONY: all build payload release deps test test-unit test-e2e bench bench-controlplane bench-agent bench-testenv bench-install bench-multinode bench-datastores bench-day2 examples vet clean
+.PHONY: all build payload release deps test test-unit test-e2e bench bench-footprint bench-controlplane bench-agent bench-testenv bench-install bench-multinode bench-datastores bench-day2 examples vet clean
 
 all: build
 
@@ -101,6 +101,11 @@ test:
 
 bench: build
 	$(GO) run $(GO_TAGS) ./tests/bench -bin $(CURDIR)/$(BIN) $(BENCHFLAGS)
+
+# #13's targets (memory, node Ready, DNS, binary size, testenv, idle writes),
+# each beside its target and anchor, with where the server's heap is.
+bench-footprint: build
+	$(GO) run $(GO_TAGS) ./tests/bench -bin $(CURDIR)/$(BIN) -suite footprint $(BENCHFLAGS)
 
 bench-controlplane: build
 	$(GO) run $(GO_TAGS) ./tests/bench -bin $(CURDIR)/$(BIN) -suite controlplane $(BENCHFLAGS)

@@ -147,22 +147,7 @@ func agentOnce(bin, dataDir, busybox string, idle time.Duration, serverArgs []st
 		return r, err
 	}
 	ctx := context.Background()
-	// The time-to-k8s figure: a pod that asks the cluster DNS until it
-	// answers, created as soon as the API is there.
-	if err := createDNSProbe(ctx, c); err != nil {
-		return r, err
-	}
-	type answered struct {
-		after time.Duration
-		err   error
-	}
-	dnsDone := make(chan answered, 1)
-	go func() {
-		// As seen through the API: up to a second late (the kubelet
-		// notices a container's exit on its next relist), never early.
-		err := waitPodSucceeded(ctx, c, "dns-probe")
-		dnsDone <- answered{time.Since(start), err}
-	}()
+	dnsDone := probeDNS(ctx, c, start)
 	if err := waitNode(ctx, c, start); err != nil {
 		return r, fmt.Errorf("node Ready: %w", err)
 	}
@@ -203,9 +188,29 @@ func agentOnce(bin, dataDir, busybox string, idle time.Duration, serverArgs []st
 	return r, nil
 }
 
-// waitNode waits for the node's Ready condition in a heartbeat sent after
-// since: on an existing data dir the stored condition still says Ready from
-// the last run.
+// answered is when a probe succeeded, after the start.
+type answered struct {
+	after time.Duration
+	err   error
+}
+
+// probeDNS is the time-to-k8s figure: a pod that asks the cluster DNS until
+// it answers, created as soon as the API takes pods (in the background: not
+// before the default ServiceAccount exists, which is later than the node
+// may be Ready). As seen through the API: up to a second late (the kubelet
+// notices a container's exit on its next relist), never early.
+func probeDNS(ctx context.Context, c kubernetes.Interface, start time.Time) <-chan answered {
+	done := make(chan answered, 1)
+	go func() {
+		err := createDNSProbe(ctx, c)
+		if err == nil {
+			err = waitPodSucceeded(ctx, c, "dns-probe")
+		}
+		done <- answered{time.Since(start), err}
+	}()
+	return done
+}
+
 func createDNSProbe(ctx context.Context, c kubernetes.Interface) error {
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "dns-probe"},
@@ -230,6 +235,9 @@ func waitPodSucceeded(ctx context.Context, c kubernetes.Interface, name string) 
 	})
 }
 
+// waitNode waits for the node's Ready condition in a heartbeat sent after
+// since: on an existing data dir the stored condition still says Ready from
+// the last run.
 func waitNode(ctx context.Context, c kubernetes.Interface, since time.Time) error {
 	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		nodes, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})

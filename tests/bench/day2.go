@@ -266,6 +266,29 @@ func benchIdleWrites(bin, dataDir string, window time.Duration) (err error) {
 		return err
 	}
 	time.Sleep(time.Minute)
+	w, err := measureIdleWrites(bin, s, dataDir, window)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("idle single-node cluster over %s: %.0f B/s written to the data dir (skiff %.0f B/s less its log %.0f B/s, containerd %.0f B/s); "+
+		"the datastore made %.2f revisions/s and grew %.0f B/s\n", window, w.total(), w.skiff, w.log, w.containerd, w.revisions, w.datastore)
+	return nil
+}
+
+// idleWrites are an idle cluster's writes, per second.
+type idleWrites struct {
+	skiff, containerd, log float64 // bytes written (/proc/<pid>/io)
+	datastore, revisions   float64 // growth of state.db and its WAL; revisions made
+}
+
+// total is what reached the data dir: skiff's and containerd's writes
+// less the server's log, which the harness keeps beside it.
+func (w idleWrites) total() float64 { return w.skiff + w.containerd - w.log }
+
+// measureIdleWrites counts over window the bytes the running server s and
+// its containerd write, the part of them that is the server's log, and the
+// growth and revisions of the datastore.
+func measureIdleWrites(bin string, s *harness.Server, dataDir string, window time.Duration) (idleWrites, error) {
 	type sample struct {
 		skiff, containerd, log, db int64
 		revision                   int64
@@ -287,19 +310,18 @@ func benchIdleWrites(bin, dataDir string, window time.Duration) (err error) {
 	}
 	before, err := take()
 	if err != nil {
-		return err
+		return idleWrites{}, err
 	}
 	time.Sleep(window)
 	after, err := take()
 	if err != nil {
-		return err
+		return idleWrites{}, err
 	}
 	perSecond := func(a, b int64) float64 { return float64(b-a) / window.Seconds() }
-	skiff, containerd, log := perSecond(before.skiff, after.skiff), perSecond(before.containerd, after.containerd), perSecond(before.log, after.log)
-	fmt.Printf("idle single-node cluster over %s: %.0f B/s written to the data dir (skiff %.0f B/s less its log %.0f B/s, containerd %.0f B/s); "+
-		"the datastore made %.2f revisions/s and grew %.0f B/s\n", window, skiff+containerd-log, skiff, log, containerd,
-		perSecond(before.revision, after.revision), perSecond(before.db, after.db))
-	return nil
+	return idleWrites{
+		skiff: perSecond(before.skiff, after.skiff), containerd: perSecond(before.containerd, after.containerd), log: perSecond(before.log, after.log),
+		datastore: perSecond(before.db, after.db), revisions: perSecond(before.revision, after.revision),
+	}, nil
 }
 
 func startAndWait(s *harness.Server) error {

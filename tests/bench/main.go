@@ -19,7 +19,7 @@ func main() {
 	bin := flag.String("bin", "", "skiff binary (default $SKIFF_BIN)")
 	runs := flag.Int("runs", 5, "runs per figure")
 	idle := flag.Duration("idle", time.Minute, "how long after ready the idle RSS is read")
-	suite := flag.String("suite", "all", "controlplane, testenv, agent, install, multinode, datastores, day2 or all")
+	suite := flag.String("suite", "all", "footprint, controlplane, testenv, agent, install, multinode, datastores, day2 or all")
 	multinodeRuns := flag.Int("multinode-runs", 3, "runs per multi-node figure")
 	installRuns := flag.Int("install-runs", 3, "runs per install.sh figure")
 	dist := flag.String("dist", "dist", "release directory whose binaries' sizes the install suite prints")
@@ -35,13 +35,17 @@ func main() {
 	churnRate := flag.Int("churn-rate", 100, "writes per second of the day2 suite's churn")
 	churn := flag.Duration("churn", 10*time.Minute, "how long the day2 suite's churn lasts")
 	idleWindow := flag.Duration("idle-window", 5*time.Minute, "over how long the day2 suite counts an idle cluster's writes")
+	footprintRuns := flag.Int("footprint-runs", 3, "runs per figure of the footprint suite (#13's targets)")
 	toolDir := flag.String("tools", "bin/bench", "where the envtest comparison's etcd and kube-apiserver are built")
 	flag.Parse()
 	if *bin != "" {
 		os.Setenv("SKIFF_BIN", *bin)
 	}
 	var err error
-	if *suite == "controlplane" || *suite == "all" {
+	if *suite == "footprint" || *suite == "all" {
+		err = benchFootprint(*footprintRuns, *testenvRuns, *toolDir, strings.Fields(*agentArgs))
+	}
+	if err == nil && (*suite == "controlplane" || *suite == "all") {
 		err = run(*runs, *idle)
 	}
 	if err == nil && (*suite == "testenv" || *suite == "all") {

@@ -6,9 +6,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"syscall"
+	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -61,14 +63,76 @@ func benchTestenv(runs int, toolDir string) error {
 	return nil
 }
 
-func timeTestenv() (time.Duration, error) {
+func timeTestenv(opts ...testenv.Option) (time.Duration, error) {
 	start := time.Now()
-	env, err := testenv.New()
+	env, err := testenv.New(opts...)
 	if err != nil {
 		return 0, err
 	}
 	d := time.Since(start)
 	return d, env.Stop()
+}
+
+// testenvFigures are the times to a usable client of each way to get a
+// test cluster.
+type testenvFigures struct {
+	plain, envtest, pooled, namespace []time.Duration
+}
+
+// testenvWork is how long each pooled test works with its environment: the
+// spare for the next one starts meanwhile (a test shorter than a start
+// waits for the rest of it).
+const testenvWork = 3 * time.Second
+
+// benchTestenvModes times, in turns, testenv.New and envtest's setup; then
+// a run of pooled tests that each work testenvWork (the first, which
+// starts cold, not counted); then testenv.Namespace on one shared
+// environment (the first, which starts it, not counted).
+func benchTestenvModes(runs int, etcd, apiserver string) (f testenvFigures, err error) {
+	for range runs {
+		d, err := timeTestenv()
+		if err != nil {
+			return f, err
+		}
+		e, err := timeEnvtest(etcd, apiserver)
+		if err != nil {
+			return f, err
+		}
+		f.plain, f.envtest = append(f.plain, d), append(f.envtest, e)
+	}
+	defer testenv.StopShared()
+	for i := range runs + 1 {
+		start := time.Now()
+		env, err := testenv.New(testenv.Pooled())
+		if err != nil {
+			return f, err
+		}
+		if i > 0 {
+			f.pooled = append(f.pooled, time.Since(start))
+		}
+		time.Sleep(testenvWork)
+		if err := env.Stop(); err != nil {
+			return f, err
+		}
+	}
+	if err := testenv.StopShared(); err != nil {
+		return f, err
+	}
+	t := &namespaceT{}
+	for i := range runs + 1 {
+		start := time.Now()
+		if _, _, err := namespaceOnce(t); err != nil {
+			return f, err
+		}
+		if i > 0 {
+			f.namespace = append(f.namespace, time.Since(start))
+		}
+	}
+	t.cleanup()
+	fmt.Printf("testenv, median of %d: New %s, envtest %s, New(Pooled) with %s of work per test %s, Namespace %s\n", runs,
+		median(f.plain).Round(time.Millisecond), median(f.envtest).Round(time.Millisecond), testenvWork,
+		median(f.pooled).Round(time.Millisecond), median(f.namespace).Round(time.Millisecond))
+	return f, nil
 }
 
 func buildEnvtestBinaries(dir string) (string, string, error) {
@@ -188,4 +252,45 @@ func simulatedPodsPerSecond(nodes, pods int) (float64, error) {
 		return 0, err
 	}
 	return float64(pods) / time.Since(start).Seconds(), nil
+}
+
+// namespaceT is the part of a testing.TB that testenv.Namespace uses, for
+// calling it outside a test: failures become errors, cleanups run at the
+// end.
+type namespaceT struct {
+	testing.TB // nil: any other method panics
+	err        error
+	cleanups   []func()
+}
+
+func (t *namespaceT) Helper()                         {}
+func (t *namespaceT) Name() string                    { return "BenchNamespace" }
+func (t *namespaceT) Failed() bool                    { return t.err != nil }
+func (t *namespaceT) Cleanup(f func())                { t.cleanups = append(t.cleanups, f) }
+func (t *namespaceT) Logf(format string, args ...any) {}
+func (t *namespaceT) Errorf(format string, args ...any) {
+	t.err = fmt.Errorf(format, args...)
+}
+func (t *namespaceT) Fatalf(format string, args ...any) {
+	t.err = fmt.Errorf(format, args...)
+	runtime.Goexit()
+}
+
+func (t *namespaceT) cleanup() {
+	for i := len(t.cleanups) - 1; i >= 0; i-- {
+		t.cleanups[i]()
+	}
+	t.cleanups = nil
+}
+
+// namespaceOnce calls testenv.Namespace on its own goroutine, so that a
+// Fatalf ends only that.
+func namespaceOnce(t *namespaceT) (env *testenv.Environment, ns string, err error) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		env, ns = testenv.Namespace(t)
+	}()
+	<-done
+	return env, ns, t.err
 }

@@ -82,9 +82,11 @@ type Memory struct {
 // NodeMemory is a node's memory by part: skiff (pid and every process below
 // it, which includes its containerd), the runc shims started from the data
 // dir's payload (they run in sessions of their own), and the containers'
-// processes below those shims (the add-ons' and the pods').
+// processes below those shims (the add-ons' and the pods'). Server is the
+// skiff process alone, part of Skiff.
 type NodeMemory struct {
 	Skiff, Shims, Containers Memory
+	Server                   Memory
 }
 
 // Total is the whole tree's memory.
@@ -134,6 +136,9 @@ func TreeMemory(pid int, dataDir string) (m NodeMemory, err error) {
 		into.RSS += rss
 		into.PSS += pss
 		into.Anon += anon
+		if p == pid {
+			m.Server = Memory{RSS: rss, PSS: pss, Anon: anon}
+		}
 	}
 	return m, nil
 }

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/skiff-dev/skiff/tests/harness"
+)
+
+// Published figures, for the anchors that cannot run here (no k3s binary
+// without internet): k3s v1.3x's download, its idle server's RSS as its
+// docs give it, and its "node Ready in about 30 s".
+const (
+	k3sBinaryMiB   = 77.5
+	k3sIdleRSSMiB  = 500 // "500-565 MB" (docs.k3s.io, resource profiling)
+	k3sNodeReadyS  = 30
+	footprintIdle  = time.Minute
+	footprintWrite = time.Minute
+)
+
+type footprintRun struct {
+	nodeReady, dns time.Duration
+	mem            harness.NodeMemory
+	heap           []heapShare
+	runtime        map[string]int64
+	writes         idleWrites
+	// cpu is the share of one core skiff and its containerd used while
+	// their writes were counted.
+	cpu float64
+}
+
+// benchFootprint measures #13's targets on a single-node cluster with every
+// add-on, started on an empty data dir: node Ready and DNS answering in a
+// pod; a minute after Ready the memory of each part and where the server's
+// heap is; then a minute of its writes. It adds the binary's size and
+// testenv.Start against envtest, and prints each figure beside its target
+// and anchor.
+func benchFootprint(runs, testenvRuns int, toolDir string, serverArgs []string) error {
+	bin, err := harness.Binary()
+	if err != nil {
+		return err
+	}
+	root, err := os.MkdirTemp("", "skiff-bench-footprint-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(root)
+	busybox := filepath.Join(root, "busybox.tar")
+	if err := harness.BuildBusybox(busybox); err != nil {
+		return err
+	}
+	// A freshly built binary's pages are still dirty in the page cache,
+	// and skiff's write counter then counts some of their writeback.
+	syscall.Sync()
+	var rs []footprintRun
+	for i := range runs {
+		r, err := footprintOnce(bin, filepath.Join(root, fmt.Sprintf("run-%d", i)), busybox, serverArgs)
+		if err != nil {
+			return err
+		}
+		rs = append(rs, r)
+		fmt.Printf("run %d: node Ready %s, DNS %s, skiff+containerd PSS %s (server %s, of it anonymous %s), whole tree PSS %s, writes %.0f B/s (skiff %.0f less its log %.0f, containerd %.0f), idle CPU %.1f%%\n",
+			i+1, r.nodeReady.Round(time.Millisecond), r.dns.Round(time.Millisecond), mib(r.mem.Skiff.PSS), mib(r.mem.Server.PSS),
+			mib(r.mem.Server.Anon), mib(r.mem.Total().PSS), r.writes.total(), r.writes.skiff, r.writes.log, r.writes.containerd, r.cpu*100)
+	}
+	etcd, apiserver, err := buildEnvtestBinaries(toolDir)
+	if err != nil {
+		return err
+	}
+	tf, err := benchTestenvModes(testenvRuns, etcd, apiserver)
+	if err != nil {
+		return err
+	}
+	info, err := os.Stat(bin)
+	if err != nil {
+		return err
+	}
+	printHeap(rs)
+	durations := func(f func(footprintRun) time.Duration) []time.Duration {
+		var out []time.Duration
+		for _, r := range rs {
+			out = append(out, f(r))
+		}
+		return out
+	}
+	floats := func(f func(footprintRun) float64) []float64 {
+		var out []float64
+		for _, r := range rs {
+			out = append(out, f(r))
+		}
+		return out
+	}
+	toMiB := func(f func(harness.NodeMemory) int64) []float64 {
+		return floats(func(r footprintRun) float64 { return float64(f(r.mem)) / (1 << 20) })
+	}
+	pss := median(toMiB(func(m harness.NodeMemory) int64 { return m.Skiff.PSS }))
+	rss := median(toMiB(func(m harness.NodeMemory) int64 { return m.Skiff.RSS }))
+	tree := median(toMiB(func(m harness.NodeMemory) int64 { return m.Total().PSS }))
+	ready, dns := median(durations(func(r footprintRun) time.Duration { return r.nodeReady })), median(durations(func(r footprintRun) time.Duration { return r.dns }))
+	binMiB := float64(info.Size()) / (1 << 20)
+	start, envtest := median(tf.pooled), median(tf.envtest)
+	writes := median(floats(func(r footprintRun) float64 { return r.writes.total() }))
+	fmt.Printf("\n#13 targets, single node with every add-on, median of %d runs (testenv: %d):\n", runs, testenvRuns)
+	fmt.Printf("  %-46s %-16s %-10s %s\n", "figure", "measured", "target", "anchor")
+	row := func(name, measured, target, anchor string, ok bool) {
+		mark := "ok  "
+		if !ok {
+			mark = "MISS"
+		}
+		fmt.Printf("  %s %-41s %-16s %-10s %s\n", mark, name, measured, target, anchor)
+	}
+	row("skiff+containerd PSS, 1 min after Ready", fmt.Sprintf("%.0f MiB", pss), "<= 300 MiB",
+		fmt.Sprintf("RSS %.0f MiB; k3s server %d MB RSS (published): %.2fx", rss, k3sIdleRSSMiB, k3sIdleRSSMiB*1e6/(1<<20)/rss), pss <= 300)
+	row("whole node tree PSS (with add-ons' pods)", fmt.Sprintf("%.0f MiB", tree), "<= 450 MiB", "", tree <= 450)
+	row("start to node Ready, empty data dir", fmt.Sprintf("%.2f s", ready.Seconds()), "<= 5 s",
+		fmt.Sprintf("k3s ~%d s (published): %.1fx", k3sNodeReadyS, k3sNodeReadyS/ready.Seconds()), ready <= 5*time.Second)
+	row("start to DNS answering in a pod", fmt.Sprintf("%.2f s", dns.Seconds()), "<= 8 s", "", dns <= 8*time.Second)
+	row("binary", fmt.Sprintf("%.1f MiB", binMiB), "<= 120 MiB", fmt.Sprintf("k3s %.1f MiB (published): %.2fx", k3sBinaryMiB, binMiB/k3sBinaryMiB), binMiB <= 120)
+	row("testenv.Start(Pooled) to a usable client", fmt.Sprintf("%.3f s", start.Seconds()), "<= 1.0 s",
+		fmt.Sprintf("unpooled %.2f s; Namespace %.3f s", median(tf.plain).Seconds(), median(tf.namespace).Seconds()), start <= time.Second)
+	row("envtest setup / testenv.Start(Pooled)", fmt.Sprintf("%.1fx", envtest.Seconds()/start.Seconds()), ">= 3x",
+		fmt.Sprintf("envtest here %.2f s; unpooled %.2fx", envtest.Seconds(), envtest.Seconds()/median(tf.plain).Seconds()), envtest >= 3*start)
+	fmt.Printf("  (idle CPU of skiff+containerd meanwhile: %.1f%% of one core)\n", 100*median(floats(func(r footprintRun) float64 { return r.cpu })))
+	row("idle writes to the data dir", fmt.Sprintf("%.1f kB/s", writes/1000), "<= 2 kB/s",
+		fmt.Sprintf("%.2f revisions/s", median(floats(func(r footprintRun) float64 { return r.writes.revisions }))), writes <= 2000)
+	return nil
+}
+
+// printHeap prints where the server's memory is: the runtime's view of its
+// anonymous memory, and the live heap by component (medians over the runs).
+func printHeap(rs []footprintRun) {
+	fmt.Printf("\nskiff server process, 1 min after Ready (median of %d runs):\n", len(rs))
+	stat := func(name string) float64 {
+		var xs []float64
+		for _, r := range rs {
+			xs = append(xs, float64(r.runtime[name])/(1<<20))
+		}
+		return median(xs)
+	}
+	part := func(f func(harness.Memory) int64) float64 {
+		var xs []float64
+		for _, r := range rs {
+			xs = append(xs, float64(f(r.mem.Server))/(1<<20))
+		}
+		return median(xs)
+	}
+	fmt.Printf("  PSS %.0f MiB: anonymous %.0f MiB, the rest the binary's pages (shared with containerd)\n",
+		part(func(m harness.Memory) int64 { return m.PSS }), part(func(m harness.Memory) int64 { return m.Anon }))
+	fmt.Printf("  Go heap: in use %.0f MiB, live after GC %.0f MiB, idle not yet returned %.0f MiB, returned %.0f MiB; stacks %.0f MiB; next GC at %.0f MiB\n",
+		stat("HeapInuse"), stat("HeapAlloc"), stat("HeapIdle")-stat("HeapReleased"), stat("HeapReleased"), stat("Stack"), stat("NextGC"))
+	totals := map[string][]float64{}
+	for _, r := range rs {
+		for _, s := range r.heap {
+			totals[s.group] = append(totals[s.group], float64(s.bytes)/(1<<20))
+		}
+	}
+	var groups []string
+	for g := range totals {
+		groups = append(groups, g)
+	}
+	slices.SortFunc(groups, func(a, b string) int { return int(median(totals[b])*1000 - median(totals[a])*1000) })
+	fmt.Println("  live heap by component (heap profile after a GC; informers are shared code, so not split):")
+	for _, g := range groups {
+		fmt.Printf("    %-40s %6.1f MiB\n", g, median(totals[g]))
+	}
+}
+
+func footprintOnce(bin, dataDir, busybox string, serverArgs []string) (r footprintRun, err error) {
+	images := filepath.Join(dataDir, "agent", "images")
+	if err := os.MkdirAll(images, 0o755); err != nil {
+		return r, err
+	}
+	if err := os.Link(busybox, filepath.Join(images, "busybox.tar")); err != nil {
+		return r, err
+	}
+	port, err := harness.FreePort()
+	if err != nil {
+		return r, err
+	}
+	pprof := fmt.Sprintf("127.0.0.1:%d", port)
+	s, err := harness.NewServer(bin, dataDir)
+	if err != nil {
+		return r, err
+	}
+	s.Agent = true
+	s.Args = append(append(s.Args, "--pprof-address", pprof), serverArgs...)
+	// As installed: the tests' watch cache checker lists the datastore
+	// in the background.
+	s.Env = append(s.Env, "KUBE_WATCHCACHE_CONSISTENCY_CHECKER=false")
+	defer func() {
+		s.Kill()
+		if err != nil {
+			err = withLog(err, s.LogPath)
+		}
+		if kerr := harness.Killall(dataDir); kerr != nil && err == nil {
+			err = kerr
+		}
+	}()
+	start := time.Now()
+	if err := s.Start(); err != nil {
+		return r, err
+	}
+	if err := s.WaitKubeconfig(2 * time.Minute); err != nil {
+		return r, err
+	}
+	c, err := s.Client()
+	if err != nil {
+		return r, err
+	}
+	ctx := context.Background()
+	dns := probeDNS(ctx, c, start)
+	if err := waitNode(ctx, c, start); err != nil {
+		return r, fmt.Errorf("node Ready: %w", err)
+	}
+	r.nodeReady = time.Since(start)
+	answer := <-dns
+	if answer.err != nil {
+		return r, fmt.Errorf("DNS probe: %w", answer.err)
+	}
+	r.dns = answer.after
+	time.Sleep(time.Until(start.Add(r.nodeReady + footprintIdle)))
+	if r.mem, err = harness.TreeMemory(s.Pid(), dataDir); err != nil {
+		return r, err
+	}
+	if r.heap, r.runtime, err = heapTable(pprof, filepath.Join(os.TempDir(), "skiff-bench-heap-"+filepath.Base(dataDir)+".pb.gz")); err != nil {
+		return r, fmt.Errorf("heap profile: %w", err)
+	}
+	cpuBefore := cpuSeconds(s.Pid())
+	if r.writes, err = measureIdleWrites(bin, s, dataDir, footprintWrite); err != nil {
+		return r, err
+	}
+	r.cpu = (cpuSeconds(s.Pid()) - cpuBefore) / footprintWrite.Seconds()
+	_, err = s.Stop(time.Minute)
+	return r, err
+}
+
+// cpuSeconds is the CPU time pid and its children (containerd) have used.
+func cpuSeconds(pid int) float64 {
+	total := 0.0
+	for _, p := range append(children(pid), pid) {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if err != nil {
+			continue
+		}
+		// After "(comm)": state is field 3, utime and stime 14 and 15.
+		fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		if len(fields) > 12 {
+			utime, _ := strconv.ParseFloat(fields[11], 64)
+			stime, _ := strconv.ParseFloat(fields[12], 64)
+			total += (utime + stime) / 100 // USER_HZ
+		}
+	}
+	return total
+}
