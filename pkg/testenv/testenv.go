@@ -16,6 +16,11 @@
 // registries, informer names, klog) that allows one control plane per
 // process, and a process is also what stops cleanly and completely.
 //
+// A start takes about 2 s. Pooled hands out environments started in the
+// background while earlier tests ran; Namespace gives each test a
+// namespace in one shared environment, in milliseconds (see each for when
+// it fits).
+//
 // The skiff binary is found through WithBinary, then $SKIFF_BIN, then $PATH.
 //
 // testenv is a Go module of its own that needs only client-go and the
