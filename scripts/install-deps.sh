@@ -30,7 +30,7 @@ need=
 want() { need="$need $1"; }
 has() { dpkg-query -W -f '${db:Status-Status}' "$1" 2>/dev/null | grep -qx installed; }
 
-for pkg in gcc make git pkg-config libseccomp-dev iptables nftables; do
+for pkg in gcc make git pkg-config libseccomp-dev iptables nftables zstd; do
 	has "$pkg" || want "$pkg"
 done
 arches=

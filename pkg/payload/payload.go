@@ -10,7 +10,6 @@ import (
 	"archive/tar"
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -22,6 +21,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/klauspost/compress/zstd"
 	"k8s.io/klog/v2"
 )
 
@@ -128,16 +128,17 @@ func unpack(dir string, want map[string]string) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	f, err := embedded.Open("bin.tar.gz")
+	f, err := embedded.Open("bin.tar.zst")
 	if err != nil {
 		return ErrMissing
 	}
 	defer f.Close()
-	gz, err := gzip.NewReader(f)
+	zr, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1))
 	if err != nil {
 		return err
 	}
-	tr := tar.NewReader(gz)
+	defer zr.Close()
+	tr := tar.NewReader(zr)
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
