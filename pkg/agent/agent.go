@@ -23,8 +23,12 @@ import (
 	"github.com/skiff-dev/skiff/pkg/payload"
 )
 
-// sandboxArchive is the embedded pause image's archive.
-const sandboxArchive = "pause.tar"
+// sandboxArchive is the embedded pause image's archive; dnsArchive the
+// cluster DNS's (CoreDNS).
+const (
+	sandboxArchive = "pause.tar"
+	dnsArchive     = "coredns.tar"
+)
 
 // Preflight runs the host checks and parses the kubelet's and kube-proxy's
 // arguments, before anything is written. A hard failure is an error saying
@@ -69,9 +73,9 @@ func Components(cfg *config.Agent) []lifecycle.Component {
 	parts := []lifecycle.Component{
 		lifecycle.Step("node setup", n.setup),
 		lifecycle.Run("containerd", n.runContainerd).WithSetup(n.startContainerd).WithReady(n.containerdReady),
-		// The pause image must be in before the first pod sandbox; the
-		// other system images and the user's archives are imported beside
-		// the kubelet's start, which does not wait for them.
+		// The pause image and the archives already in the images
+		// directory are in before the kubelet starts; the other system
+		// images and archives added later are imported beside it.
 		lifecycle.Run("images", n.runImages).WithSetup(n.importSandbox),
 		lifecycle.Run("kubelet", n.runKubelet),
 		lifecycle.Run("kube-proxy", n.runKubeProxy),
@@ -104,7 +108,8 @@ func (n *node) setup(context.Context) error {
 	return nil
 }
 
-// importSandbox connects to containerd and imports the pause image.
+// importSandbox connects to containerd and imports the pause image and the
+// archives already in the images directory.
 func (n *node) importSandbox(ctx context.Context) error {
 	client, err := containerd.New(n.cfg.ContainerdSocket(), containerd.WithDefaultNamespace(config.ContainerdNamespace))
 	if err != nil {
@@ -121,6 +126,10 @@ func (n *node) importSandbox(ctx context.Context) error {
 		client.Close()
 		return err
 	}
+	// As k3s does: the archives already in the images directory are
+	// imported before the kubelet starts, so that a pod that needs one
+	// never fails to find it (ErrImageNeverPull, then a backoff).
+	n.importer.scan(ctx, n.cfg.ImagesDir(), map[string]string{}, map[string]string{})
 	return nil
 }
 
@@ -133,6 +142,14 @@ func (n *node) runImages(ctx context.Context) error {
 		return err
 	}
 	delete(embedded, sandboxArchive)
+	// The cluster DNS first and alone: every pod that resolves a name
+	// waits for it, and on two cores the imports share the CPU.
+	if dns, ok := embedded[dnsArchive]; ok {
+		delete(embedded, dnsArchive)
+		if err := n.importer.importEmbedded(ctx, map[string]payload.Archive{dnsArchive: dns}); err != nil && ctx.Err() == nil {
+			return fmt.Errorf("system images: %w", err)
+		}
+	}
 	if err := n.importer.importEmbedded(ctx, embedded); err != nil && ctx.Err() == nil {
 		return fmt.Errorf("system images: %w", err)
 	}

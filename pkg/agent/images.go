@@ -83,7 +83,8 @@ func (im *importer) watchDir(ctx context.Context, dir string) {
 	}
 }
 
-// scan imports the archives of dir that have settled. seen holds each file's
+// scan imports the archives of dir that have settled, and returns once
+// they are imported. seen holds each file's
 // size and modification time from the last scan; failed those of archives
 // that did not import, which are tried again only once they change.
 func (im *importer) scan(ctx context.Context, dir string, seen, failed map[string]string) {
@@ -106,8 +107,12 @@ func (im *importer) scan(ctx context.Context, dir string, seen, failed map[strin
 			continue
 		}
 		key := fmt.Sprintf("size=%d,mtime=%d", info.Size(), info.ModTime().UnixNano())
-		if seen[path] != key {
-			seen[path] = key // settle for one scan
+		// Settled: unchanged since the last scan, or not written for a
+		// scan's interval (a file that was there before skiff started
+		// is imported at the first scan).
+		settled := seen[path] == key || time.Since(info.ModTime()) > imageScanInterval
+		seen[path] = key
+		if !settled {
 			continue
 		}
 		im.mu.Lock() // imports of this scan record their failures meanwhile
