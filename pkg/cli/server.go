@@ -302,6 +302,13 @@ const startupSettles = 30 * time.Second
 // anything, then prepares the control plane and, unless --disable-agent,
 // this machine's node, as one ordered list of parts.
 func serverParts(ctx context.Context, cfg *config.Server) ([]lifecycle.Component, func(), error) {
+	var pprof lifecycle.Component
+	if cfg.Node.PprofAddress != "" {
+		var err error
+		if pprof, err = profiling.Server(cfg.Node.PprofAddress); err != nil {
+			return nil, nil, err
+		}
+	}
 	srv, err := server.New(cfg)
 	if err != nil {
 		return nil, nil, err
@@ -320,12 +327,7 @@ func serverParts(ctx context.Context, cfg *config.Server) ([]lifecycle.Component
 		return nil, nil, err
 	}
 	parts := srv.Components()
-	if cfg.Node.PprofAddress != "" {
-		pprof, err := profiling.Server(cfg.Node.PprofAddress)
-		if err != nil {
-			srv.Close()
-			return nil, nil, err
-		}
+	if pprof != nil {
 		parts = append([]lifecycle.Component{pprof}, parts...)
 	}
 	if node == nil {
