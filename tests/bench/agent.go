@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -197,18 +198,48 @@ type answered struct {
 // probeDNS is the time-to-k8s figure: a pod that asks the cluster DNS until
 // it answers, created as soon as the API takes pods (in the background: not
 // before the default ServiceAccount exists, which is later than the node
-// may be Ready). As seen through the API: up to a second late (the kubelet
-// notices a container's exit on its next relist), never early.
+// may be Ready). The pod prints the host's uptime (/proc/uptime is not
+// namespaced) when the answer comes, so the figure is when DNS answered,
+// not when the kubelet next noticed the pod had ended (up to a second
+// later, then its status update).
 func probeDNS(ctx context.Context, c kubernetes.Interface, start time.Time) <-chan answered {
 	done := make(chan answered, 1)
 	go func() {
-		err := createDNSProbe(ctx, c)
-		if err == nil {
+		startUptime, err := uptime()
+		if err != nil {
+			done <- answered{err: err}
+			return
+		}
+		startUptime -= time.Since(start).Seconds()
+		if err = createDNSProbe(ctx, c); err == nil {
 			err = waitPodSucceeded(ctx, c, "dns-probe")
 		}
-		done <- answered{time.Since(start), err}
+		if err != nil {
+			done <- answered{err: err}
+			return
+		}
+		out, err := c.CoreV1().Pods("default").GetLogs("dns-probe", &corev1.PodLogOptions{}).DoRaw(ctx)
+		if err != nil {
+			done <- answered{err: err}
+			return
+		}
+		at, err := strconv.ParseFloat(strings.Fields(string(out) + " x")[0], 64)
+		if err != nil {
+			done <- answered{err: fmt.Errorf("the DNS probe printed %q, not the uptime: %w", out, err)}
+			return
+		}
+		done <- answered{after: time.Duration((at - startUptime) * float64(time.Second))}
 	}()
 	return done
+}
+
+// uptime is the host's /proc/uptime, in seconds (10 ms steps).
+func uptime() (float64, error) {
+	data, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseFloat(strings.Fields(string(data))[0], 64)
 }
 
 func createDNSProbe(ctx context.Context, c kubernetes.Interface) error {
@@ -217,7 +248,7 @@ func createDNSProbe(ctx context.Context, c kubernetes.Interface) error {
 		Spec: corev1.PodSpec{
 			RestartPolicy: corev1.RestartPolicyNever,
 			Containers: []corev1.Container{{Name: "probe", Image: harness.BusyboxImage, ImagePullPolicy: corev1.PullNever,
-				Command: []string{"sh", "-c", "until nslookup kubernetes.default.svc.cluster.local >/dev/null 2>&1; do sleep 0.1; done"}}},
+				Command: []string{"sh", "-c", "until nslookup kubernetes.default.svc.cluster.local >/dev/null 2>&1; do sleep 0.1; done; cat /proc/uptime"}}},
 		},
 	}
 	// Right after start the namespace's default ServiceAccount may not
