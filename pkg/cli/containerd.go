@@ -18,7 +18,7 @@ import (
 
 // containerdSettles is how long containerd keeps start-up's pages of the
 // binary: its node is Ready and the add-ons' images imported by then.
-const containerdSettles = time.Minute
+const containerdSettles = 30 * time.Second
 
 // newContainerdCommand is upstream containerd, run by the agent as a child
 // process of the same binary; not meant to be run by hand.
