@@ -27,11 +27,7 @@ import (
 // tests that change cluster-scoped state or restart the server.
 func Namespace(t testing.TB, opts ...Option) (env *Environment, namespace string) {
 	t.Helper()
-	env, err := shared.get(opts)
-	if err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
-	client, err := kubernetes.NewForConfig(env.Config)
+	env, client, err := shared.get(opts)
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
@@ -87,20 +83,23 @@ type sharedEnvs struct {
 	envs map[string]*sharedEnv
 }
 
+// sharedEnv is one shared environment and the client Namespace makes
+// namespaces with (one connection for all tests).
 type sharedEnv struct {
-	once sync.Once
-	env  *Environment
-	err  error
+	once   sync.Once
+	env    *Environment
+	client kubernetes.Interface
+	err    error
 }
 
-func (s *sharedEnvs) get(opts []Option) (*Environment, error) {
+func (s *sharedEnvs) get(opts []Option) (*Environment, kubernetes.Interface, error) {
 	set := &settings{}
 	for _, o := range opts {
 		o(set)
 	}
 	bin, err := findBinary(set.binary)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	key := fmt.Sprintf("%s %q %d", set.key(bin), set.crdDirs, len(set.crds))
 	s.mu.Lock()
@@ -110,8 +109,12 @@ func (s *sharedEnvs) get(opts []Option) (*Environment, error) {
 		s.envs[key] = e
 	}
 	s.mu.Unlock()
-	e.once.Do(func() { e.env, e.err = New(opts...) })
-	return e.env, e.err
+	e.once.Do(func() {
+		if e.env, e.err = New(opts...); e.err == nil {
+			e.client, e.err = kubernetes.NewForConfig(e.env.Config)
+		}
+	})
+	return e.env, e.client, e.err
 }
 
 func (s *sharedEnvs) stop() error {
