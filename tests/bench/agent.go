@@ -33,19 +33,11 @@ type agentRun struct {
 // the containers (the add-ons', then the pods' too), idle and with 30 pods. Everything is removed with skiff-killall.sh after each
 // run.
 func benchAgent(runs int, idle time.Duration, serverArgs []string) error {
-	bin, err := harness.Binary()
-	if err != nil {
-		return err
-	}
-	root, err := os.MkdirTemp("", "skiff-bench-agent-")
+	bin, root, busybox, err := nodeBenchSetup("agent")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(root)
-	busybox := filepath.Join(root, "busybox.tar")
-	if err := harness.BuildBusybox(busybox); err != nil {
-		return err
-	}
 	var empty, existing []agentRun
 	for i := range runs {
 		r, err := agentOnce(bin, filepath.Join(root, fmt.Sprintf("empty-%d", i)), busybox, 0, serverArgs)
@@ -109,50 +101,78 @@ func benchAgent(runs int, idle time.Duration, serverArgs []string) error {
 
 func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
 
-func agentOnce(bin, dataDir, busybox string, idle time.Duration, serverArgs []string) (r agentRun, err error) {
+// benchNode is a server with its node, started for one bench run from
+// dataDir with the busybox archive preloaded: its client, when it started,
+// when its node was Ready, and the DNS probe started meanwhile.
+type benchNode struct {
+	s         *harness.Server
+	c         kubernetes.Interface
+	start     time.Time
+	nodeReady time.Duration
+	dns       <-chan answered
+}
+
+// startBenchNode starts the node and waits for it to be Ready. finish
+// (deferred with the run's error, also when startBenchNode fails) kills
+// the server and everything it started, and on an error keeps its log
+// beside the data dir, which goes with the bench.
+func startBenchNode(bin, dataDir, busybox string, serverArgs, env []string) (n *benchNode, finish func(*error), err error) {
+	var s *harness.Server
+	finish = func(errp *error) {
+		if s != nil {
+			s.Kill()
+			if *errp != nil {
+				kept := filepath.Join(os.TempDir(), "skiff-bench-failed-"+filepath.Base(dataDir)+".log")
+				if b, rerr := os.ReadFile(s.LogPath); rerr == nil && os.WriteFile(kept, b, 0o600) == nil {
+					*errp = fmt.Errorf("%w; server log in %s", *errp, kept)
+				}
+			}
+		}
+		if kerr := harness.Killall(dataDir); kerr != nil && *errp == nil {
+			*errp = kerr
+		}
+	}
 	images := filepath.Join(dataDir, "agent", "images")
 	if err := os.MkdirAll(images, 0o755); err != nil {
-		return r, err
+		return nil, finish, err
 	}
 	if err := os.Link(busybox, filepath.Join(images, "busybox.tar")); err != nil && !os.IsExist(err) {
-		return r, err
+		return nil, finish, err
 	}
-	s, err := harness.NewServer(bin, dataDir)
-	if err != nil {
-		return r, err
+	if s, err = harness.NewServer(bin, dataDir); err != nil {
+		return nil, finish, err
 	}
 	s.Agent = true
 	s.Args = append(s.Args, serverArgs...)
-	defer func() {
-		s.Kill()
-		if err != nil {
-			// The data dir goes with the bench: keep the server's log.
-			kept := filepath.Join(os.TempDir(), "skiff-bench-failed-"+filepath.Base(dataDir)+".log")
-			if b, rerr := os.ReadFile(s.LogPath); rerr == nil && os.WriteFile(kept, b, 0o600) == nil {
-				err = fmt.Errorf("%w; server log in %s", err, kept)
-			}
-		}
-		if kerr := harness.Killall(dataDir); kerr != nil && err == nil {
-			err = kerr
-		}
-	}()
-	start := time.Now()
+	s.Env = append(s.Env, env...)
+	n = &benchNode{s: s, start: time.Now()}
 	if err := s.Start(); err != nil {
-		return r, err
+		return nil, finish, err
 	}
 	if err := s.WaitKubeconfig(2 * time.Minute); err != nil {
-		return r, err
+		return nil, finish, err
 	}
-	c, err := s.Client()
+	if n.c, err = s.Client(); err != nil {
+		return nil, finish, err
+	}
+	ctx := context.Background()
+	n.dns = probeDNS(ctx, n.c, n.start)
+	if err := waitNode(ctx, n.c, n.start); err != nil {
+		return nil, finish, fmt.Errorf("node Ready: %w", err)
+	}
+	n.nodeReady = time.Since(n.start)
+	return n, finish, nil
+}
+
+func agentOnce(bin, dataDir, busybox string, idle time.Duration, serverArgs []string) (r agentRun, err error) {
+	n, finish, err := startBenchNode(bin, dataDir, busybox, serverArgs, nil)
+	defer finish(&err)
 	if err != nil {
 		return r, err
 	}
+	s, c, start, dnsDone := n.s, n.c, n.start, n.dns
 	ctx := context.Background()
-	dnsDone := probeDNS(ctx, c, start)
-	if err := waitNode(ctx, c, start); err != nil {
-		return r, fmt.Errorf("node Ready: %w", err)
-	}
-	r.nodeReady = time.Since(start)
+	r.nodeReady = n.nodeReady
 	if idle > 0 {
 		time.Sleep(idle)
 		if r.idle, err = harness.TreeMemory(s.Pid(), dataDir); err != nil {

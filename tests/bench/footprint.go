@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -43,19 +42,11 @@ type footprintRun struct {
 // testenv.Start against envtest, and prints each figure beside its target
 // and anchor.
 func benchFootprint(runs, testenvRuns int, toolDir string, serverArgs []string) error {
-	bin, err := harness.Binary()
-	if err != nil {
-		return err
-	}
-	root, err := os.MkdirTemp("", "skiff-bench-footprint-")
+	bin, root, busybox, err := nodeBenchSetup("footprint")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(root)
-	busybox := filepath.Join(root, "busybox.tar")
-	if err := harness.BuildBusybox(busybox); err != nil {
-		return err
-	}
 	// A freshly built binary's pages are still dirty in the page cache,
 	// and skiff's write counter then counts some of their writeback.
 	syscall.Sync()
@@ -173,54 +164,22 @@ func printHeap(rs []footprintRun) {
 }
 
 func footprintOnce(bin, dataDir, busybox string, serverArgs []string) (r footprintRun, err error) {
-	images := filepath.Join(dataDir, "agent", "images")
-	if err := os.MkdirAll(images, 0o755); err != nil {
-		return r, err
-	}
-	if err := os.Link(busybox, filepath.Join(images, "busybox.tar")); err != nil {
-		return r, err
-	}
 	port, err := harness.FreePort()
 	if err != nil {
 		return r, err
 	}
 	pprof := fmt.Sprintf("127.0.0.1:%d", port)
-	s, err := harness.NewServer(bin, dataDir)
-	if err != nil {
-		return r, err
-	}
-	s.Agent = true
-	s.Args = append(append(s.Args, "--pprof-address", pprof), serverArgs...)
 	// As installed: the tests' watch cache checker lists the datastore
 	// in the background.
-	s.Env = append(s.Env, "KUBE_WATCHCACHE_CONSISTENCY_CHECKER=false")
-	defer func() {
-		s.Kill()
-		if err != nil {
-			err = withLog(err, s.LogPath)
-		}
-		if kerr := harness.Killall(dataDir); kerr != nil && err == nil {
-			err = kerr
-		}
-	}()
-	start := time.Now()
-	if err := s.Start(); err != nil {
-		return r, err
-	}
-	if err := s.WaitKubeconfig(2 * time.Minute); err != nil {
-		return r, err
-	}
-	c, err := s.Client()
+	n, finish, err := startBenchNode(bin, dataDir, busybox, append([]string{"--pprof-address", pprof}, serverArgs...),
+		[]string{"KUBE_WATCHCACHE_CONSISTENCY_CHECKER=false"})
+	defer finish(&err)
 	if err != nil {
 		return r, err
 	}
-	ctx := context.Background()
-	dns := probeDNS(ctx, c, start)
-	if err := waitNode(ctx, c, start); err != nil {
-		return r, fmt.Errorf("node Ready: %w", err)
-	}
-	r.nodeReady = time.Since(start)
-	answer := <-dns
+	s, start := n.s, n.start
+	r.nodeReady = n.nodeReady
+	answer := <-n.dns
 	if answer.err != nil {
 		return r, fmt.Errorf("DNS probe: %w", answer.err)
 	}

@@ -33,19 +33,11 @@ type installRun struct {
 // the uninstall script. It prints the binaries' sizes (dist/ too, after
 // `make release`).
 func benchInstall(runs int, dist string) error {
-	bin, err := harness.Binary()
-	if err != nil {
-		return err
-	}
-	root, err := os.MkdirTemp("", "skiff-bench-install-")
+	bin, root, busybox, err := nodeBenchSetup("install")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(root)
-	busybox := filepath.Join(root, "busybox.tar")
-	if err := harness.BuildBusybox(busybox); err != nil {
-		return err
-	}
 	upgraded := filepath.Join(root, "skiff-upgraded")
 	if err := harness.CopyAndMark(bin, upgraded); err != nil {
 		return err

@@ -169,3 +169,21 @@ func spread(ds []time.Duration) string {
 	r := func(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
 	return fmt.Sprintf("%s (%s-%s)", r(median(ds)), r(slices.Min(ds)), r(slices.Max(ds)))
 }
+
+// nodeBenchSetup is what the suites that run nodes start with: the skiff
+// binary, a directory of their own (the caller removes it) and the busybox
+// image archive their pods run, in it.
+func nodeBenchSetup(name string) (bin, root, busybox string, err error) {
+	if bin, err = harness.Binary(); err != nil {
+		return "", "", "", err
+	}
+	if root, err = os.MkdirTemp("", "skiff-bench-"+name+"-"); err != nil {
+		return "", "", "", err
+	}
+	busybox = filepath.Join(root, "busybox.tar")
+	if err := harness.BuildBusybox(busybox); err != nil {
+		os.RemoveAll(root)
+		return "", "", "", err
+	}
+	return bin, root, busybox, nil
+}
