@@ -72,11 +72,6 @@ func APIServerArgs(cfg *config.Server, port int, tls pki.Dir, db *datastore.Back
 		// other versions is off.
 		d["endpoint-reconciler-type"] = "master-count"
 		d["feature-gates"] = "UnknownVersionInteroperabilityProxy=false"
-		// Its own identity lease (kept for storage versions, and to
-		// count live apiservers) lasts an hour: renewing it every minute
-		// instead of every 10 s takes 0.08 revisions/s, ~40% of an idle
-		// cluster's, off the datastore.
-		d["identity-lease-renew-interval-seconds"] = "60"
 	}
 	if advertise.IsLoopback() {
 		// The endpoint reconciler refuses a loopback address (it would

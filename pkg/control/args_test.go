@@ -45,11 +45,10 @@ func TestAPIServerArgsOfASoleServer(t *testing.T) {
 		cfg        config.Server
 		reconciler string
 		gates      string
-		renewal    string
 	}{
-		{config.Server{}, "master-count", "UnknownVersionInteroperabilityProxy=false", "60"},
-		{config.Server{ClusterInit: true}, "", "", ""},
-		{config.Server{Datastore: datastore.Config{Endpoint: "postgres://db/skiff"}}, "", "", ""},
+		{config.Server{}, "master-count", "UnknownVersionInteroperabilityProxy=false"},
+		{config.Server{ClusterInit: true}, "", ""},
+		{config.Server{Datastore: datastore.Config{Endpoint: "postgres://db/skiff"}}, "", ""},
 	} {
 		c.cfg.ServiceCIDR = serviceCIDR
 		args := APIServerArgs(&c.cfg, 6443, pki.Dir("/tls"), &datastore.Backend{}, advertise)
@@ -58,9 +57,6 @@ func TestAPIServerArgsOfASoleServer(t *testing.T) {
 		}
 		if got := ArgValue(args, "feature-gates"); got != c.gates {
 			t.Errorf("%+v: feature-gates %q, want %q", c.cfg.Datastore, got, c.gates)
-		}
-		if got := ArgValue(args, "identity-lease-renew-interval-seconds"); got != c.renewal {
-			t.Errorf("%+v: identity-lease-renew-interval-seconds %q, want %q", c.cfg.Datastore, got, c.renewal)
 		}
 	}
 }
