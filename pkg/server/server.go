@@ -206,6 +206,9 @@ func (s *Server) Components() []lifecycle.Component {
 	parts := []lifecycle.Component{
 		s.datastore(),
 		lifecycle.Run("kube-apiserver", func(ctx context.Context) error {
+			if cfg.SoleServer() {
+				control.RenewIdentityLeaseEvery(control.SoleServerIdentityLeaseRenewal)
+			}
 			join, err := supervisor.NewHandler(s.agentConfig(), s.tls, s.servingIPs, s.admin, supervisor.ServerSide{
 				TLS: s.tls, AgentToken: s.agentToken.String(), Datastore: s.datastoreKind(), AddEtcdMember: s.addEtcdMember,
 				EncryptionConfigFile: cfg.EncryptionConfigFile(),
