@@ -374,15 +374,20 @@ func children(pid int) []int {
 		if err != nil {
 			continue
 		}
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces, so after ")".
-		fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
+		if fields := statFields(p); len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
 			out = append(out, p)
 		}
 	}
 	return out
+}
+
+// statFields are the fields of /proc/<pid>/stat after "pid (comm)", which
+// may hold spaces: state, ppid, ... (man 5 proc numbers them from 3); nil
+// for a process gone meanwhile.
+func statFields(pid int) []string {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil
+	}
+	return strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
 }

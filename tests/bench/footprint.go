@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -18,7 +17,7 @@ import (
 // docs give it, and its "node Ready in about 30 s".
 const (
 	k3sBinaryMiB   = 77.5
-	k3sIdleRSSMiB  = 500 // "500-565 MB" (docs.k3s.io, resource profiling)
+	k3sIdleRSSMB   = 500 // "500-565 MB" (docs.k3s.io, resource profiling)
 	k3sNodeReadyS  = 30
 	footprintIdle  = time.Minute
 	footprintWrite = time.Minute
@@ -108,7 +107,7 @@ func benchFootprint(runs, testenvRuns int, toolDir string, serverArgs []string) 
 		fmt.Printf("  %s %-41s %-16s %-10s %s\n", mark, name, measured, target, anchor)
 	}
 	row("skiff+containerd PSS, 1 min after Ready", fmt.Sprintf("%.0f MiB", pss), "<= 300 MiB",
-		fmt.Sprintf("RSS %.0f MiB; k3s server %d MB RSS (published): %.2fx", rss, k3sIdleRSSMiB, k3sIdleRSSMiB*1e6/(1<<20)/rss), pss <= 300)
+		fmt.Sprintf("RSS %.0f MiB; k3s server %d MB RSS (published): %.2fx", rss, k3sIdleRSSMB, k3sIdleRSSMB*1e6/(1<<20)/rss), pss <= 300)
 	row("whole node tree PSS (with add-ons' pods)", fmt.Sprintf("%.0f MiB", tree), "<= 450 MiB", "", tree <= 450)
 	row("start to node Ready, empty data dir", fmt.Sprintf("%.2f s", ready.Seconds()), "<= 5 s",
 		fmt.Sprintf("k3s ~%d s (published): %.1fx", k3sNodeReadyS, k3sNodeReadyS/ready.Seconds()), ready <= 5*time.Second)
@@ -204,13 +203,8 @@ func footprintOnce(bin, dataDir, busybox string, serverArgs []string) (r footpri
 func cpuSeconds(pid int) float64 {
 	total := 0.0
 	for _, p := range append(children(pid), pid) {
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
-		if err != nil {
-			continue
-		}
-		// After "(comm)": state is field 3, utime and stime 14 and 15.
-		fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-		if len(fields) > 12 {
+		// utime and stime are fields 14 and 15.
+		if fields := statFields(p); len(fields) > 12 {
 			utime, _ := strconv.ParseFloat(fields[11], 64)
 			stime, _ := strconv.ParseFloat(fields[12], 64)
 			total += (utime + stime) / 100 // USER_HZ
