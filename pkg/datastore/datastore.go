@@ -111,6 +111,11 @@ func Start(ctx context.Context, cfg Config, dbDir, socket string) (*Backend, err
 			return nil, fmt.Errorf("creating the database directory: %w", err)
 		}
 	}
+	if Scheme(ep) == "sqlite" {
+		if err := createSQLite(ep); err != nil {
+			return nil, err
+		}
+	}
 	backendTLS := kinetls.Config{CAFile: cfg.CAFile, CertFile: cfg.CertFile, KeyFile: cfg.KeyFile}
 	klog.InfoS("Starting datastore", "endpoint", Redact(ep), "listener", "unix://"+socket)
 

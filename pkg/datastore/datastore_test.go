@@ -2,6 +2,7 @@ package datastore
 
 import (
 	"context"
+	"database/sql"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,4 +36,59 @@ func TestSQLiteIsTheDefaultAndStartsInTheDataDir(t *testing.T) {
 	}
 	cancel()
 	be.Wait()
+	if got := pragma(t, filepath.Join(dir, "db", "state.db"), "page_size"); got != "1024" {
+		t.Errorf("a new datastore has pages of %s bytes, want %d", got, sqlitePageSize)
+	}
+	if got := pragma(t, filepath.Join(dir, "db", "state.db"), "journal_mode"); got != "wal" {
+		t.Errorf("a new datastore's journal mode is %s, want wal", got)
+	}
+}
+
+// A datastore of an earlier version keeps its page size and its rows.
+func TestExistingSQLiteKeepsItsPages(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "db", "state.db")
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite3", "file:"+file+"?_journal_mode=WAL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("CREATE TABLE earlier (x INTEGER); INSERT INTO earlier VALUES (42)"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	be, err := Start(ctx, Config{}, filepath.Join(dir, "db"), filepath.Join(dir, "kine.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	be.Wait()
+	if got := pragma(t, file, "page_size"); got != "4096" {
+		t.Errorf("an existing datastore's pages became %s bytes", got)
+	}
+	if got := pragma(t, file, "(SELECT x FROM earlier)"); got != "42" {
+		t.Errorf("an existing datastore's row is %s, want 42", got)
+	}
+}
+
+// pragma reads one value from the database file, a pragma's or a query's.
+func pragma(t *testing.T, file, name string) string {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+file+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	q := "PRAGMA " + name
+	if strings.HasPrefix(name, "(") {
+		q = "SELECT " + name
+	}
+	var v string
+	if err := db.QueryRow(q).Scan(&v); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return v
 }
