@@ -31,7 +31,7 @@ func TestContainerdImport(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(root, "bin", "busybox"), []byte("applets"), 0o755))
 	must(t, os.Symlink("busybox", filepath.Join(root, "bin", "sh")))
 	must(t, os.Link(filepath.Join(root, "bin", "busybox"), filepath.Join(root, "bin", "ls")))
-	layer, err := LayerFromDir(root)
+	layer, err := LayerFromDir(root, zstdCompress)
 	must(t, err)
 	img, err := Build(Config{Cmd: []string{"sh"}}, layer)
 	must(t, err)

@@ -3,8 +3,9 @@ package image
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -12,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
+	"github.com/klauspost/compress/zstd"
 )
 
 func TestOCIArchive(t *testing.T) {
@@ -24,7 +27,7 @@ func TestOCIArchive(t *testing.T) {
 	must(t, os.Link(filepath.Join(root, "bin", "tool"), filepath.Join(root, "bin", "hard")))
 
 	write := func() []byte {
-		layer, err := LayerFromDir(root)
+		layer, err := LayerFromDir(root, zstdCompress)
 		must(t, err)
 		img, err := Build(Config{Name: "example.com/tools:v1", Entrypoint: []string{"/bin/tool"}, Env: []string{"A=b"}}, layer)
 		must(t, err)
@@ -65,12 +68,13 @@ func TestOCIArchive(t *testing.T) {
 	if config.OS != "linux" || config.Config.Entrypoint[0] != "/bin/tool" || config.Config.Env[0] != "A=b" {
 		t.Errorf("config: %+v", config)
 	}
-	if len(manifest.Layers) != 1 || manifest.Layers[0].MediaType != "application/vnd.oci.image.layer.v1.tar+gzip" {
+	if len(manifest.Layers) != 1 || manifest.Layers[0].MediaType != "application/vnd.oci.image.layer.v1.tar+zstd" {
 		t.Fatalf("layers: %+v", manifest.Layers)
 	}
-	gz, err := gzip.NewReader(bytes.NewReader(blob(t, files, manifest.Layers[0].Digest)))
+	zr, err := zstd.NewReader(bytes.NewReader(blob(t, files, manifest.Layers[0].Digest)))
 	must(t, err)
-	tr := tar.NewReader(gz)
+	defer zr.Close()
+	tr := tar.NewReader(zr)
 	got := map[string]*tar.Header{}
 	for {
 		h, err := tr.Next()
@@ -136,6 +140,42 @@ func blob(t *testing.T, files map[string][]byte, digest string) []byte {
 	return data
 }
 
+// checkLayerDigests reads a layer's compressed and uncompressed bytes and
+// checks them against its digest and diff ID.
+func checkLayerDigests(t *testing.T, l v1.Layer) {
+	t.Helper()
+	digest, err := l.Digest()
+	must(t, err)
+	diffID, err := l.DiffID()
+	must(t, err)
+	rc, err := l.Compressed()
+	must(t, err)
+	defer rc.Close()
+	compressed, err := io.ReadAll(rc)
+	must(t, err)
+	zr, err := zstd.NewReader(bytes.NewReader(compressed))
+	must(t, err)
+	defer zr.Close()
+	uncompressed, err := io.ReadAll(zr)
+	must(t, err)
+	if got := fmt.Sprintf("sha256:%x", sha256.Sum256(compressed)); got != digest.String() {
+		t.Errorf("layer digest %s, its bytes %s", digest, got)
+	}
+	if got := fmt.Sprintf("sha256:%x", sha256.Sum256(uncompressed)); got != diffID.String() {
+		t.Errorf("layer diff ID %s, its uncompressed bytes %s", diffID, got)
+	}
+}
+
+// zstdCompress compresses layers in-process for the tests, at zstd's
+// default level.
+func zstdCompress(tar []byte) ([]byte, error) {
+	enc, err := zstd.NewWriter(nil)
+	if err != nil {
+		return nil, err
+	}
+	return enc.EncodeAll(tar, nil), nil
+}
+
 func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
@@ -150,7 +190,7 @@ func TestLayoutRoundTrip(t *testing.T) {
 	root := t.TempDir()
 	must(t, os.MkdirAll(filepath.Join(root, "etc"), 0o755))
 	must(t, os.WriteFile(filepath.Join(root, "etc", "passwd"), []byte("root:x:0:0::/:/bin/sh\n"), 0o644))
-	layer, err := LayerFromDir(root)
+	layer, err := LayerFromDir(root, zstdCompress)
 	must(t, err)
 	img, err := Build(Config{Labels: map[string]string{"a": "b"}, WorkingDir: "/etc"}, layer, layer)
 	must(t, err)
@@ -170,7 +210,14 @@ func TestLayoutRoundTrip(t *testing.T) {
 	}
 	got, err := index.Image(im.Manifests[0].Digest)
 	must(t, err)
-	must(t, validate.Image(got))
+	// validate reads layers as gzip only: it checks the manifest and
+	// config here, and the layers' digests below.
+	must(t, validate.Image(got, validate.Fast))
+	layers, err := got.Layers()
+	must(t, err)
+	for _, l := range layers {
+		checkLayerDigests(t, l)
+	}
 	cf, err := got.ConfigFile()
 	must(t, err)
 	if cf.Config.Labels["a"] != "b" || cf.Config.WorkingDir != "/etc" || !cf.Created.Equal(time.Unix(0, 0)) ||
