@@ -41,7 +41,7 @@ HOST_ARCH     := $(shell $(GO) env GOHOSTARCH)
 RELEASE_ARCHES ?= amd64 arm64
 export RELEASE_ARCHES
 
-.PHONY: all build payload release deps test test-unit test-e2e bench bench-footprint bench-controlplane bench-agent bench-testenv bench-install bench-multinode bench-datastores bench-day2 examples vet clean
+.PHONY: all build payload release release-host deps test test-unit test-e2e bench bench-footprint bench-controlplane bench-agent bench-testenv bench-install bench-multinode bench-datastores bench-day2 examples vet clean
 
 all: build
 
@@ -56,17 +56,24 @@ build: payload
 # Release artifacts: dist/skiff-<arch> for each of RELEASE_ARCHES, each with
 # its own architecture's payload (a cross build with cgo for the others),
 # their checksums, and install.sh with skiff-killall.sh, so that dist/ copied
-# to a machine installs there with `sudo ./install.sh`.
-release: build
-	@mkdir -p dist
-	cp $(BIN) dist/skiff-$(HOST_ARCH)
+# to a machine installs there with `sudo ./install.sh`. Each artifact is a
+# release binary: a launcher followed by the program compressed with zstd,
+# which it unpacks once (scripts/pack-release.sh, pkg/selfextract); the
+# programs themselves are bin/skiff and bin/skiff-linux-<arch>.
+release: release-host
 	for arch in $(filter-out $(HOST_ARCH),$(RELEASE_ARCHES)); do \
 		scripts/build-payload.sh $$arch && \
-		scripts/cross.sh $$arch $(GO) build $(BUILD_FLAGS) -o dist/skiff-$$arch ./cmd/skiff || exit 1; \
+		scripts/cross.sh $$arch $(GO) build $(BUILD_FLAGS) -o bin/skiff-linux-$$arch ./cmd/skiff && \
+		scripts/pack-release.sh $$arch bin/skiff-linux-$$arch dist/skiff-$$arch || exit 1; \
 	done
 	cp install.sh scripts/skiff-killall.sh dist/
 	cd dist && sha256sum $(addprefix skiff-,$(RELEASE_ARCHES)) > sha256sum.txt
 	@ls -l dist
+
+# This machine's release binary alone, which the footprint bench measures.
+release-host: build
+	@mkdir -p dist
+	scripts/pack-release.sh $(HOST_ARCH) $(BIN) dist/skiff-$(HOST_ARCH)
 
 # What building and testing need on a Debian machine (as root; a no-op when
 # it is all there): see scripts/install-deps.sh.
@@ -99,12 +106,12 @@ test:
 	$(MAKE) vet test-unit test-e2e; status=$$?; \
 	if [ "$$(id -u)" = 0 ]; then scripts/test-cleanup.sh; fi; exit $$status
 
-bench: build
+bench: release-host
 	$(GO) run $(GO_TAGS) ./tests/bench -bin $(CURDIR)/$(BIN) $(BENCHFLAGS)
 
 # #13's targets (memory, node Ready, DNS, binary size, testenv, idle writes),
 # each beside its target and anchor, with where the server's heap is.
-bench-footprint: build
+bench-footprint: release-host
 	$(GO) run $(GO_TAGS) ./tests/bench -bin $(CURDIR)/$(BIN) -suite footprint $(BENCHFLAGS)
 
 bench-controlplane: build

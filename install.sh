@@ -16,7 +16,9 @@
 #   INSTALL_SKIFF_BINARY      the skiff binary to install. Default: dist/skiff-<arch>
 #                             (or skiff-<arch>) beside this script, else `make build`
 #                             when run from a source checkout. A sha256sum.txt beside
-#                             the binary that names it is checked.
+#                             the binary that names it is checked. A release binary
+#                             (a launcher and the compressed program) is unpacked
+#                             into the bin dir: the program is what gets installed.
 #   INSTALL_SKIFF_BIN_DIR     where to install it (default /usr/local/bin, or /opt/bin
 #                             when that is read-only)
 #   INSTALL_SKIFF_SYMLINK     kubectl, ctr and crictl symlinks: created unless such a
@@ -176,7 +178,25 @@ check_binary() {
 	binary_arch=$(elf_arch "$BINARY_SRC")
 	[ "$binary_arch" = none ] && fatal "$BINARY_SRC is not a Linux program (no ELF header)"
 	[ "$binary_arch" = "$ARCH" ] || fatal "$BINARY_SRC is built for $binary_arch, but this machine is $ARCH ($(uname -m)): use skiff-$ARCH"
-	out=$("$BINARY_SRC" --version 2>&1) || fatal "$BINARY_SRC does not run: $(echo "$out" | head -n 1)"
+}
+
+# unpack_release unpacks a release binary (a launcher followed by the
+# compressed program, see pkg/selfextract) into BIN_DIR, so that what is
+# installed is the program itself: it starts without unpacking, and nothing
+# is cached elsewhere. A plain program is installed as it is.
+unpack_release() {
+	[ "$(tail -c 16 "$BINARY_SRC")" = SKIFF-SFX-V1-END ] || return 0
+	mkdir -p "$BIN_DIR"
+	unpacked=$(mktemp "$BIN_DIR/.skiff-unpacked.XXXXXX")
+	TEMP_FILES="$TEMP_FILES $unpacked"
+	out=$("$BINARY_SRC" unpack "$unpacked" 2>&1) || fatal "unpacking $BINARY_SRC into $BIN_DIR: $(echo "$out" | head -n 1)"
+	info "Unpacked the skiff program from $BINARY_SRC"
+	BINARY_SRC=$unpacked
+}
+
+# check_runs sets VERSION from the program, which must run here.
+check_runs() {
+	out=$("$BINARY_SRC" --version 2>&1) || fatal "$SOURCE does not run: $(echo "$out" | head -n 1)"
 	VERSION=$(echo "$out" | head -n 1)
 }
 
@@ -537,7 +557,8 @@ write_uninstall_script() {
 #!/bin/sh
 # Removes skiff as install.sh installed it: stops the $NAME service ($INIT)
 # and every pod, then removes the binary and its symlinks, the service, the
-# config and environment files, the data dir $DATA_DIR, /run/skiff, and every
+# config and environment files, the data dir $DATA_DIR, /run/skiff, the
+# program a release binary run as root unpacked (/var/cache/skiff), and every
 # mount, network namespace, interface and netfilter rule skiff made
 # (skiff-killall.sh).
 set -u
@@ -550,7 +571,7 @@ SKIFF_DATA_DIR="$DATA_DIR" "$KILLALL"
 for cmd in kubectl ctr crictl; do
 	[ "\$(readlink "$BIN_DIR/\$cmd" 2>/dev/null)" = "$BIN_DIR/skiff" ] && rm -f "$BIN_DIR/\$cmd"
 done
-rm -rf "$DATA_DIR" /run/skiff /var/lib/kubelet /var/log/pods /var/log/containers /var/lib/cni
+rm -rf "$DATA_DIR" /run/skiff /var/cache/skiff /var/lib/kubelet /var/log/pods /var/log/containers /var/lib/cni
 rm -f "$LOG_FILE" "$PID_FILE" "$PID_FILE.skiff" "$CONFIG_FILE" "$ENV_FILE" "$KUBECONFIG_FILE"
 rmdir /var/log/skiff 2>/dev/null
 $remove_etc
@@ -712,9 +733,12 @@ main() {
 	HERE=$(script_dir)
 	ARCH=$(machine_arch)
 	find_binary
+	SOURCE=$BINARY_SRC
 	check_binary
 	setup_command "$@"
 	setup_paths
+	unpack_release
+	check_runs
 	render_config
 	DATA_DIR=$(config_value data-dir)
 	DATA_DIR=${DATA_DIR:-${SKIFF_DATA_DIR:-/var/lib/skiff}}
@@ -728,7 +752,7 @@ main() {
 		KUBECONFIG_FILE=$(config_value write-kubeconfig)
 		KUBECONFIG_FILE=${KUBECONFIG_FILE:-${SKIFF_WRITE_KUBECONFIG:-/etc/skiff/skiff.yaml}}
 	fi
-	info "Installing $VERSION from $BINARY_SRC to $BIN_DIR as the $INIT service $NAME"
+	info "Installing $VERSION from $SOURCE to $BIN_DIR as the $INIT service $NAME"
 
 	install_binary
 	mkdir -p "$ETC_DIR"

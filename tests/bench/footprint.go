@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"syscall"
@@ -37,10 +38,11 @@ type footprintRun struct {
 // benchFootprint measures #13's targets on a single-node cluster with every
 // add-on, started on an empty data dir: node Ready and DNS answering in a
 // pod; a minute after Ready the memory of each part and where the server's
-// heap is; then a minute of its writes. It adds the binary's size and
-// testenv.Start against envtest, and prints each figure beside its target
-// and anchor.
-func benchFootprint(runs, testenvRuns int, toolDir string, serverArgs []string) error {
+// heap is; then a minute of its writes. It adds the size of this machine's
+// release binary in dist (what a user downloads, as k3s's published size
+// is) and of the program it unpacks, and testenv.Start against envtest, and
+// prints each figure beside its target and anchor.
+func benchFootprint(runs, testenvRuns int, toolDir, dist string, serverArgs []string) error {
 	bin, root, busybox, err := nodeBenchSetup("footprint")
 	if err != nil {
 		return err
@@ -68,9 +70,13 @@ func benchFootprint(runs, testenvRuns int, toolDir string, serverArgs []string) 
 	if err != nil {
 		return err
 	}
-	info, err := os.Stat(bin)
+	program, err := os.Stat(bin)
 	if err != nil {
 		return err
+	}
+	release, err := os.Stat(filepath.Join(dist, "skiff-"+runtime.GOARCH))
+	if err != nil {
+		return fmt.Errorf("the release binary (make bench-footprint packs it): %w", err)
 	}
 	printHeap(rs)
 	durations := func(f func(footprintRun) time.Duration) []time.Duration {
@@ -94,7 +100,7 @@ func benchFootprint(runs, testenvRuns int, toolDir string, serverArgs []string) 
 	rss := median(toMiB(func(m harness.NodeMemory) int64 { return m.Skiff.RSS }))
 	tree := median(toMiB(func(m harness.NodeMemory) int64 { return m.Total().PSS }))
 	ready, dns := median(durations(func(r footprintRun) time.Duration { return r.nodeReady })), median(durations(func(r footprintRun) time.Duration { return r.dns }))
-	binMiB := float64(info.Size()) / (1 << 20)
+	binMiB, programMiB := float64(release.Size())/(1<<20), float64(program.Size())/(1<<20)
 	start, envtest := median(tf.pooled), median(tf.envtest)
 	writes := median(floats(func(r footprintRun) float64 { return r.writes.total() }))
 	fmt.Printf("\n#13 targets, single node with every add-on, median of %d runs (testenv: %d):\n", runs, testenvRuns)
@@ -112,7 +118,8 @@ func benchFootprint(runs, testenvRuns int, toolDir string, serverArgs []string) 
 	row("start to node Ready, empty data dir", fmt.Sprintf("%.2f s", ready.Seconds()), "<= 5 s",
 		fmt.Sprintf("k3s ~%d s (published): %.1fx", k3sNodeReadyS, k3sNodeReadyS/ready.Seconds()), ready <= 5*time.Second)
 	row("start to DNS answering in a pod", fmt.Sprintf("%.2f s", dns.Seconds()), "<= 8 s", "", dns <= 8*time.Second)
-	row("binary", fmt.Sprintf("%.1f MiB", binMiB), "<= 120 MiB", fmt.Sprintf("k3s %.1f MiB (published): %.2fx", k3sBinaryMiB, binMiB/k3sBinaryMiB), binMiB <= 120)
+	row("release binary (unpacks to the program)", fmt.Sprintf("%.1f MiB", binMiB), "<= 120 MiB",
+		fmt.Sprintf("program %.1f MiB; k3s %.1f MiB (published): %.2fx", programMiB, k3sBinaryMiB, binMiB/k3sBinaryMiB), binMiB <= 120)
 	row("testenv.Start(Pooled) to a first answer", fmt.Sprintf("%.1f ms", start.Seconds()*1000), "<= 1.0 s",
 		fmt.Sprintf("unpooled %.2f s; Namespace %.1f ms", median(tf.plain).Seconds(), median(tf.namespace).Seconds()*1000), start <= time.Second)
 	row("envtest setup / testenv.Start(Pooled)", fmt.Sprintf("%.0fx", envtest.Seconds()/start.Seconds()), ">= 3x",

@@ -22,7 +22,7 @@ func main() {
 	suite := flag.String("suite", "all", "footprint, controlplane, testenv, agent, install, multinode, datastores, day2 or all")
 	multinodeRuns := flag.Int("multinode-runs", 3, "runs per multi-node figure")
 	installRuns := flag.Int("install-runs", 3, "runs per install.sh figure")
-	dist := flag.String("dist", "dist", "release directory whose binaries' sizes the install suite prints")
+	dist := flag.String("dist", "dist", "release directory whose binaries' sizes the install and footprint suites print")
 	agentRuns := flag.Int("agent-runs", 3, "runs per node agent figure")
 	testenvRuns := flag.Int("testenv-runs", 10, "runs per testenv figure")
 	agentArgs := flag.String("agent-server-args", "", "extra `skiff server` arguments for the agent suite, space-separated (e.g. --disable=ingress)")
@@ -43,7 +43,7 @@ func main() {
 	}
 	var err error
 	if *suite == "footprint" || *suite == "all" {
-		err = benchFootprint(*footprintRuns, *testenvRuns, *toolDir, strings.Fields(*agentArgs))
+		err = benchFootprint(*footprintRuns, *testenvRuns, *toolDir, *dist, strings.Fields(*agentArgs))
 	}
 	if err == nil && (*suite == "controlplane" || *suite == "all") {
 		err = run(*runs, *idle)

@@ -135,8 +135,15 @@ func TestInstallServiceFiles(t *testing.T) {
 			if command == "agent" {
 				args = []string{"--data-dir", l.DataDir, "--node-label", "zone=shed"}
 			}
-			_, stderr, err := l.Install(args, append(extraEnv,
-				"INSTALL_SKIFF_BINARY="+bin, "INSTALL_SKIFF_INIT="+init,
+			// The service without an init system is installed from the
+			// release binary, which install.sh unpacks: what it installs
+			// is the program itself.
+			src := bin
+			if init == "none" {
+				src = releaseBinary(t, runtime.GOARCH)
+			}
+			stdout, stderr, err := l.Install(args, append(extraEnv,
+				"INSTALL_SKIFF_BINARY="+src, "INSTALL_SKIFF_INIT="+init,
 				"INSTALL_SKIFF_SYSTEMD_DIR="+serviceDir, "INSTALL_SKIFF_OPENRC_DIR="+serviceDir,
 				"INSTALL_SKIFF_SKIP_START=true", "INSTALL_SKIFF_SKIP_ENABLE=true",
 				"SKIFF_CLUSTER_DOMAIN=edge.local")...)
@@ -167,6 +174,12 @@ func TestInstallServiceFiles(t *testing.T) {
 				checkOpenRCScript(t, l, filepath.Join(serviceDir, l.Name), envFile)
 			case "none":
 				shellcheck(t, filepath.Join(l.BinDir, l.Name+"-service.sh"))
+				if !strings.Contains(stdout, "Unpacked the skiff program from "+src) {
+					t.Errorf("install.sh did not say it unpacked the release binary:\n%s", stdout)
+				}
+			}
+			if got, want := mustSum(t, filepath.Join(l.BinDir, "skiff")), mustSum(t, bin); got != want {
+				t.Errorf("installed skiff from %s: sha256 %s, want the program's %s", src, got, want)
 			}
 			shellcheck(t, l.Uninstaller())
 			if err := l.Uninstall(); err != nil {

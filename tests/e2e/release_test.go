@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -15,32 +16,28 @@ import (
 )
 
 // TestReleaseArm64 checks the arm64 artifact of `make release` on this
-// amd64 machine, under Debian's qemu-user-static: a static aarch64 program
-// listed in sha256sum.txt, carrying arm64 images, whose `--version`,
-// `check-config` and control plane (memory://, to /readyz) work.
+// amd64 machine, under Debian's qemu-user-static: a static aarch64 release
+// binary listed in sha256sum.txt, whose launcher unpacks a static aarch64
+// program carrying arm64 images, whose `--version`, `check-config` and
+// control plane (memory://, to /readyz) work.
 func TestReleaseArm64(t *testing.T) {
-	dist := os.Getenv("SKIFF_DIST")
-	if dist == "" {
-		t.Fatal("SKIFF_DIST is not set: run the end-to-end tests through `make test`, which builds the release")
-	}
-	bin := filepath.Join(dist, "skiff-arm64")
-	checkListedChecksum(t, dist, "skiff-arm64")
+	release := releaseBinary(t, "arm64")
+	checkListedChecksum(t, filepath.Dir(release), "skiff-arm64")
+	checkStaticELF(t, release, elf.EM_AARCH64)
+	logSize(t, release)
 
-	f, err := elf.Open(bin)
+	qemu, err := exec.LookPath("qemu-aarch64-static")
 	if err != nil {
-		t.Fatal(err)
+		t.Fatal("qemu-aarch64-static is missing: make test installs Debian's qemu-user-static as root (scripts/install-deps.sh)")
 	}
-	machine := f.Machine
-	static := true
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			static = false
-		}
+	// The launcher's exec of the program would need qemu registered with
+	// binfmt_misc, which this machine lacks: unpack it, and run that.
+	bin := filepath.Join(t.TempDir(), "skiff")
+	if out, err := exec.Command(qemu, release, "unpack", bin).CombinedOutput(); err != nil {
+		t.Fatalf("unpack under qemu: %v\n%s", err, out)
 	}
-	f.Close()
-	if machine != elf.EM_AARCH64 || !static {
-		t.Fatalf("%s: machine %v, static %v; want a static EM_AARCH64 program", bin, machine, static)
-	}
+	checkStaticELF(t, bin, elf.EM_AARCH64)
+	logSize(t, bin)
 	// The image configs are stored uncompressed in the embedded OCI
 	// archives: the payload must be arm64's.
 	data, err := os.ReadFile(bin)
@@ -48,15 +45,10 @@ func TestReleaseArm64(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !bytes.Contains(data, []byte(`"architecture":"arm64"`)) || bytes.Contains(data, []byte(`"architecture":"amd64"`)) {
-		t.Error("the arm64 binary does not carry (only) arm64 images")
+		t.Error("the arm64 program does not carry (only) arm64 images")
 	}
-	info, _ := os.Stat(bin)
-	t.Logf("%s: %.1f MiB", bin, float64(info.Size())/(1<<20))
+	data = nil
 
-	qemu, err := exec.LookPath("qemu-aarch64-static")
-	if err != nil {
-		t.Fatal("qemu-aarch64-static is missing: make test installs Debian's qemu-user-static as root (scripts/install-deps.sh)")
-	}
 	// A wrapper, so that the harness can start the emulated binary as a
 	// server; exec keeps one process to signal.
 	wrapper := filepath.Join(t.TempDir(), "skiff-arm64")
@@ -95,6 +87,104 @@ func TestReleaseArm64(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("skiff-arm64 server --disable-agent on memory:// reached /readyz %s after start, under qemu", time.Since(start).Round(100*time.Millisecond))
+}
+
+// TestReleaseRunsItsProgram runs this machine's release binary as a user
+// would, straight from the download: its first run unpacks the program
+// (byte for byte bin/skiff) into the cache and runs it, later runs use it
+// as it is, and `unpack` writes the same program where it is told.
+func TestReleaseRunsItsProgram(t *testing.T) {
+	release := releaseBinary(t, runtime.GOARCH)
+	checkListedChecksum(t, filepath.Dir(release), "skiff-"+runtime.GOARCH)
+	checkStaticELF(t, release, map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}[runtime.GOARCH])
+	logSize(t, release)
+	program, err := harness.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := mustSum(t, program)
+
+	cache := t.TempDir()
+	version := func() (string, os.FileInfo) {
+		t.Helper()
+		cmd := exec.Command(release, "--version")
+		cmd.Env = append(os.Environ(), "XDG_CACHE_HOME="+cache)
+		start := time.Now()
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "kubernetes v1.37.") {
+			t.Fatalf("%s --version: %v\n%s", release, err, out)
+		}
+		unpacked, _ := filepath.Glob(filepath.Join(cache, "skiff", "*", "skiff"))
+		if len(unpacked) != 1 {
+			t.Fatalf("the cache holds %v, want one program", unpacked)
+		}
+		t.Logf("--version through the launcher: %s", time.Since(start).Round(time.Millisecond))
+		info, err := os.Stat(unpacked[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return unpacked[0], info
+	}
+	unpacked, first := version()
+	if got := mustSum(t, unpacked); got != want {
+		t.Errorf("the unpacked program's sha256 is %s, bin/skiff's %s", got, want)
+	}
+	if _, second := version(); !os.SameFile(first, second) {
+		t.Error("the second run unpacked the program again")
+	}
+
+	out := filepath.Join(t.TempDir(), "skiff")
+	if b, err := exec.Command(release, "unpack", out).CombinedOutput(); err != nil {
+		t.Fatalf("unpack: %v\n%s", err, b)
+	}
+	if got := mustSum(t, out); got != want {
+		t.Errorf("unpack wrote a program with sha256 %s, bin/skiff's is %s", got, want)
+	}
+}
+
+// releaseBinary is the release binary for arch that `make release` wrote.
+func releaseBinary(t *testing.T, arch string) string {
+	t.Helper()
+	dist := os.Getenv("SKIFF_DIST")
+	if dist == "" {
+		t.Fatal("SKIFF_DIST is not set: run the end-to-end tests through `make test`, which builds the release")
+	}
+	return filepath.Join(dist, "skiff-"+arch)
+}
+
+// checkStaticELF expects path to be a static program for machine.
+func checkStaticELF(t *testing.T, path string, machine elf.Machine) {
+	t.Helper()
+	f, err := elf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Fatalf("%s is not static: it names an interpreter", path)
+		}
+	}
+	if f.Machine != machine {
+		t.Fatalf("%s: machine %v, want %v", path, f.Machine, machine)
+	}
+}
+
+func logSize(t *testing.T, path string) {
+	t.Helper()
+	if info, err := os.Stat(path); err == nil {
+		t.Logf("%s: %.1f MiB", path, float64(info.Size())/(1<<20))
+	}
+}
+
+// mustSum is the sha256 of the file at path.
+func mustSum(t *testing.T, path string) string {
+	t.Helper()
+	sum, err := fileSum(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sum
 }
 
 // checkListedChecksum expects name's sha256 in dir/sha256sum.txt.
