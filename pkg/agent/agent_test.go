@@ -132,6 +132,12 @@ func TestComponentArgs(t *testing.T) {
 	if _, err := kubeletServer(t.Context(), kubeletArgs(cfg, "")); err == nil || !strings.Contains(err.Error(), "--kubelet-arg") {
 		t.Errorf("unknown kubelet flag: %v", err)
 	}
+	for _, mode := range []string{"iptables", "nftables"} {
+		args := kubeProxyArgs(cfg, mode)
+		if _, err := kubeProxyOptions(args); err != nil || !slices.Contains(args, "--iptables-min-sync-period=100ms") {
+			t.Errorf("kube-proxy in %s mode: %v, %v", mode, err, args)
+		}
+	}
 	cfg.Node.ExtraKubeProxyArgs = []string{"proxy-mode=nosuch"}
 	if _, err := kubeProxyOptions(kubeProxyArgs(cfg, "iptables")); err == nil || !strings.Contains(err.Error(), "--kube-proxy-arg") {
 		t.Errorf("bad kube-proxy mode: %v", err)
