@@ -34,12 +34,21 @@ func ownDirs(t *testing.T) []string {
 // replaced it.
 func TestPooled(t *testing.T) {
 	first := testenv.Start(t, testenv.Pooled())
-	// The spare starts once the first environment is handed out.
+	// The spare starts once the first environment is handed out; a test's
+	// own work lasts until it has written its kubeconfig (how long that
+	// takes depends on the load of the machine, not on the pool).
+	spareWritten := func() bool {
+		for _, dir := range ownDirs(t) {
+			if _, err := os.Stat(filepath.Join(dir, "kubeconfig")); dir != first.Dir && err == nil {
+				return true
+			}
+		}
+		return false
+	}
 	deadline := time.Now().Add(time.Minute)
-	for len(ownDirs(t)) < 2 && time.Now().Before(deadline) {
+	for !spareWritten() && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	time.Sleep(3 * time.Second) // a test's own work, while the spare starts
 	asked := time.Now()
 	second := testenv.Start(t, testenv.Pooled())
 	if second.Pid() == first.Pid() || second.Dir == first.Dir {
