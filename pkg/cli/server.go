@@ -60,6 +60,7 @@ type serverFlags struct {
 	schedulerArgs       []string
 	disableAgent        bool
 	disable             []string
+	disableHelm         bool
 	localStoragePath    string
 	flannelBackend      string
 	tokens              tokenFlags
@@ -158,6 +159,7 @@ func (f *serverFlags) add(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.schedulerArgs, "kube-scheduler-arg", nil, "Extra kube-scheduler flag as flag=value (repeatable)")
 	fs.BoolVar(&f.disableAgent, "disable-agent", false, "Run only the control plane, no node agent")
 	fs.StringSliceVar(&f.disable, "disable", nil, "Add-ons not to deploy, and to remove if deployed: coredns, local-storage, metrics-server, servicelb (repeatable or comma-separated)")
+	fs.BoolVar(&f.disableHelm, "disable-helm-controller", false, "Do not serve HelmChart and HelmChartConfig (helm.cattle.io/v1) nor install their charts")
 	fs.StringVar(&f.localStoragePath, "default-local-storage-path", "", "Directory for the local-path StorageClass's volumes (default: <data-dir>/storage)")
 	fs.StringVar(&f.flannelBackend, "flannel-backend", config.DefaultFlannelBackend, "Pod network across nodes: "+strings.Join(config.FlannelBackends(), ", ")+" (none: bring your own CNI)")
 	f.tokens.add(fs)
@@ -226,6 +228,7 @@ func (f *serverFlags) serverConfig(from origins) (*config.Server, error) {
 		ExtraSchedulerArgs:         f.schedulerArgs,
 		DisableAgent:               f.disableAgent,
 		Disable:                    f.disable,
+		DisableHelmController:      f.disableHelm,
 		DefaultLocalStoragePath:    f.localStoragePath,
 		FlannelBackend:             f.flannelBackend,
 		Node:                       f.node,

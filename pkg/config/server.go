@@ -87,6 +87,9 @@ type Server struct {
 	FlannelBackend string
 	// Disable names add-ons (manifests/ file names) not to deploy.
 	Disable []string
+	// DisableHelmController turns off the HelmChart controller and its
+	// CRDs (k3s's --disable-helm-controller).
+	DisableHelmController bool
 	// DefaultLocalStoragePath is where the local-path class keeps
 	// volumes; empty: <data-dir>/storage.
 	DefaultLocalStoragePath string
@@ -120,6 +123,10 @@ func (s *Server) CredDir() string { return filepath.Join(s.ServerDir(), "cred") 
 
 // ManifestsDir holds the add-on manifests the deployer applies.
 func (s *Server) ManifestsDir() string { return filepath.Join(s.ServerDir(), "manifests") }
+
+// StaticChartsDir holds chart archives that HelmCharts name as k3s's
+// https://%{KUBERNETES_API}%/static/charts/NAME.tgz.
+func (s *Server) StaticChartsDir() string { return filepath.Join(s.ServerDir(), "static", "charts") }
 
 // TokenFile holds the server token, which joins servers and agents.
 func (s *Server) TokenFile() string { return filepath.Join(s.ServerDir(), "token") }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/skiff-dev/skiff/manifests"
 	"github.com/skiff-dev/skiff/pkg/config"
 	"github.com/skiff-dev/skiff/pkg/deploy"
+	"github.com/skiff-dev/skiff/pkg/helmchart"
 	"github.com/skiff-dev/skiff/pkg/image"
 	"github.com/skiff-dev/skiff/pkg/payload"
 	"github.com/skiff-dev/skiff/pkg/servicelb"
@@ -82,6 +84,28 @@ func runServiceLB(ctx context.Context, kubeconfig string) error {
 		return err
 	}
 	return servicelb.Run(ctx, client)
+}
+
+// ensureHelmCRDs serves HelmChart and HelmChartConfig, and makes the
+// directory of static chart archives.
+func (s *Server) ensureHelmCRDs(ctx context.Context) error {
+	if err := os.MkdirAll(s.cfg.StaticChartsDir(), 0o700); err != nil {
+		return err
+	}
+	rc, err := kubeclient.Config(s.kubeconfig("admin"), helmchart.Component)
+	if err != nil {
+		return err
+	}
+	return helmchart.EnsureCRDs(ctx, rc)
+}
+
+// runHelmController installs the cluster's HelmCharts as the admin.
+func (s *Server) runHelmController(ctx context.Context) error {
+	rc, err := kubeclient.Config(s.kubeconfig("admin"), helmchart.Component)
+	if err != nil {
+		return err
+	}
+	return helmchart.Run(ctx, rc, helmchart.Dirs{Manifests: s.cfg.ManifestsDir(), StaticCharts: s.cfg.StaticChartsDir()})
 }
 
 // runAddons renders the embedded add-ons into the manifests directory and

@@ -249,6 +249,12 @@ func (s *Server) Components() []lifecycle.Component {
 			return runSimulatedNodes(ctx, s.kubeconfig("admin"), cfg.SimulatedNodes)
 		}))
 	}
+	if !cfg.DisableHelmController {
+		// The CRDs are served before the deployer's first pass, so that a
+		// HelmChart in the manifests directory applies at once.
+		parts = append(parts, lifecycle.Step("HelmChart CRDs", s.ensureHelmCRDs),
+			lifecycle.Run("helm controller", s.elected("skiff-helm-controller", s.runHelmController)))
+	}
 	parts = append(parts, lifecycle.Run("add-on deployer", s.elected("skiff-addons", func(ctx context.Context) error {
 		return runAddons(ctx, cfg, s.kubeconfig("admin"))
 	})))
