@@ -3,7 +3,7 @@
 #
 # Installs the Debian packages skiff needs, as root, and only those missing:
 #   build    building skiff (gcc, libseccomp for runc, pkg-config) and running
-#            its node (iptables, nftables)
+#            its node (iptables, nftables, ipset for NetworkPolicies)
 #   release  build, plus the cross compilers and the libseccomp that
 #            `make release` links into the other architectures' runc, for
 #            each of $RELEASE_ARCHES (Go's names; default "amd64 arm64")
@@ -30,7 +30,7 @@ need=
 want() { need="$need $1"; }
 has() { dpkg-query -W -f '${db:Status-Status}' "$1" 2>/dev/null | grep -qx installed; }
 
-for pkg in gcc make git pkg-config libseccomp-dev iptables nftables zstd; do
+for pkg in gcc make git pkg-config libseccomp-dev iptables nftables ipset zstd; do
 	has "$pkg" || want "$pkg"
 done
 arches=

@@ -98,6 +98,13 @@ for ipt in iptables ip6tables; do
 		"$ipt-save" | grep -vE 'KUBE-|CNI-|FLANNEL' | "$ipt-restore"
 	fi
 done
+# The network policy controller's ipsets (kube-router's), now that no rule
+# uses them.
+if command -v ipset >/dev/null 2>&1; then
+	for set in $(ipset list -n 2>/dev/null | grep -E '^(inet6:)?(KUBE-(SRC|DST)-|kube-router-)'); do
+		ipset destroy "$set" 2>/dev/null || true
+	done
+fi
 # The tables iptables-nft made for those chains, once they are empty: no
 # rule, no chain but the built-in ones, every policy accept, so deleting
 # them changes nothing but leaves the rule set as it was before skiff.

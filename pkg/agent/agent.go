@@ -80,6 +80,7 @@ func Components(cfg *config.Agent) []lifecycle.Component {
 		lifecycle.Run("kubelet", n.runKubelet),
 		lifecycle.Run("kube-proxy", n.runKubeProxy),
 		lifecycle.Run("pod network", n.runPodNetwork),
+		lifecycle.Run("network policy", n.runNetworkPolicy),
 		lifecycle.Run("local-path provisioner", n.runLocalPath),
 	}
 	if cfg.Node.CertificateCheckInterval > 0 {

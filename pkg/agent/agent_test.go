@@ -176,3 +176,19 @@ func TestClusterConfigFromTheServer(t *testing.T) {
 		t.Errorf("a bad address from the server: %v", err)
 	}
 }
+
+func TestNetworkPolicyConfig(t *testing.T) {
+	_, v4, _ := net.ParseCIDR("10.43.0.0/16")
+	kr := networkPolicyConfig(&config.Agent{NodeName: "n1", ServiceCIDR: v4})
+	if !kr.RunFirewall || kr.RunRouter || kr.RunServiceProxy || kr.RunLoadBalancer {
+		t.Errorf("kube-router runs more than its firewall: %+v", kr)
+	}
+	if !kr.EnableIPv4 || kr.EnableIPv6 || kr.HostnameOverride != "n1" || kr.MetricsEnabled ||
+		len(kr.ClusterIPCIDRs) != 1 || kr.ClusterIPCIDRs[0] != "10.43.0.0/16" || kr.NodePortRange != "30000:32767" {
+		t.Errorf("IPv4 config: %+v", kr)
+	}
+	_, v6, _ := net.ParseCIDR("fd00:43::/112")
+	if kr := networkPolicyConfig(&config.Agent{NodeName: "n1", ServiceCIDR: v6}); kr.EnableIPv4 || !kr.EnableIPv6 {
+		t.Errorf("IPv6 service CIDR: v4 %v v6 %v", kr.EnableIPv4, kr.EnableIPv6)
+	}
+}

@@ -80,6 +80,7 @@ func applyClusterConfig(cfg *config.Agent, ac *supervisor.AgentConfig) error {
 		return bad("cluster DNS address", ac.ClusterDNS)
 	}
 	cfg.ClusterDomain, cfg.FlannelBackend = ac.ClusterDomain, ac.FlannelBackend
+	cfg.DisableNetworkPolicy = ac.DisableNetworkPolicy
 	cfg.LocalStoragePath = ""
 	if ac.LocalStorage {
 		cfg.LocalStoragePath = ac.LocalStoragePath

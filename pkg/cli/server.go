@@ -61,6 +61,7 @@ type serverFlags struct {
 	disableAgent        bool
 	disable             []string
 	disableHelm         bool
+	disableNetpol       bool
 	localStoragePath    string
 	flannelBackend      string
 	tokens              tokenFlags
@@ -160,6 +161,7 @@ func (f *serverFlags) add(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.disableAgent, "disable-agent", false, "Run only the control plane, no node agent")
 	fs.StringSliceVar(&f.disable, "disable", nil, "Add-ons not to deploy, and to remove if deployed: coredns, local-storage, metrics-server, servicelb (repeatable or comma-separated)")
 	fs.BoolVar(&f.disableHelm, "disable-helm-controller", false, "Do not serve HelmChart and HelmChartConfig (helm.cattle.io/v1) nor install their charts")
+	fs.BoolVar(&f.disableNetpol, "disable-network-policy", false, "Do not enforce NetworkPolicies on the cluster's nodes")
 	fs.StringVar(&f.localStoragePath, "default-local-storage-path", "", "Directory for the local-path StorageClass's volumes (default: <data-dir>/storage)")
 	fs.StringVar(&f.flannelBackend, "flannel-backend", config.DefaultFlannelBackend, "Pod network across nodes: "+strings.Join(config.FlannelBackends(), ", ")+" (none: bring your own CNI)")
 	f.tokens.add(fs)
@@ -229,6 +231,7 @@ func (f *serverFlags) serverConfig(from origins) (*config.Server, error) {
 		DisableAgent:               f.disableAgent,
 		Disable:                    f.disable,
 		DisableHelmController:      f.disableHelm,
+		DisableNetworkPolicy:       f.disableNetpol,
 		DefaultLocalStoragePath:    f.localStoragePath,
 		FlannelBackend:             f.flannelBackend,
 		Node:                       f.node,

@@ -49,6 +49,8 @@ type Agent struct {
 	ClusterDNS     net.IP
 	ClusterDomain  string
 	FlannelBackend string
+	// DisableNetworkPolicy turns off NetworkPolicy enforcement on the node.
+	DisableNetworkPolicy bool
 	// LocalStoragePath holds the local-path volumes of this node; empty
 	// when the local-storage add-on is disabled.
 	LocalStoragePath string

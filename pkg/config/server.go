@@ -90,6 +90,9 @@ type Server struct {
 	// DisableHelmController turns off the HelmChart controller and its
 	// CRDs (k3s's --disable-helm-controller).
 	DisableHelmController bool
+	// DisableNetworkPolicy turns off NetworkPolicy enforcement on every
+	// node (k3s's --disable-network-policy).
+	DisableNetworkPolicy bool
 	// DefaultLocalStoragePath is where the local-path class keeps
 	// volumes; empty: <data-dir>/storage.
 	DefaultLocalStoragePath string

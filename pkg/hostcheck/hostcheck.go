@@ -200,6 +200,7 @@ func (h Host) programs() []Result {
 	}{
 		{"iptables", "the CNI bridge masquerades pod traffic with it, and kube-proxy's iptables mode needs it", "iptables", Fail},
 		{"nft", "kube-proxy's nftables mode needs it; without it kube-proxy uses iptables mode", "nftables", Warn},
+		{"ipset", "NetworkPolicies are enforced with it; without it the node agent will not start unless the server runs with --disable-network-policy", "ipset", Warn},
 		{"mount", "the kubelet mounts volumes with it", "mount", Fail},
 		{"umount", "the kubelet unmounts volumes with it", "mount", Fail},
 	} {

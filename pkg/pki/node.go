@@ -14,6 +14,7 @@ const (
 	// manifests/local-storage.yaml grants its rights.
 	LocalPathUser = "skiff:local-path-provisioner"
 	// FlannelUser is the pod network's user name on every node: flannel
-	// reads all Nodes, which a node's own identity may no longer do.
+	// reads all Nodes, which a node's own identity may no longer do, and
+	// the network policy controller all Pods, Namespaces and policies.
 	FlannelUser = "skiff:flannel"
 )

@@ -126,14 +126,15 @@ func (s *Server) AgentToken() supervisor.Token { return s.agentToken }
 func (s *Server) agentConfig() supervisor.AgentConfig {
 	cfg := s.cfg
 	return supervisor.AgentConfig{
-		Servers:          []string{"https://" + net.JoinHostPort(s.advertise.String(), strconv.Itoa(s.port))},
-		ClusterCIDR:      cfg.ClusterCIDR.String(),
-		ServiceCIDR:      cfg.ServiceCIDR.String(),
-		ClusterDNS:       cfg.ClusterDNS.String(),
-		ClusterDomain:    cfg.ClusterDomain,
-		FlannelBackend:   cfg.FlannelBackend,
-		LocalStorage:     !slices.Contains(cfg.Disable, "local-storage"),
-		LocalStoragePath: cfg.DefaultLocalStoragePath,
+		Servers:              []string{"https://" + net.JoinHostPort(s.advertise.String(), strconv.Itoa(s.port))},
+		ClusterCIDR:          cfg.ClusterCIDR.String(),
+		ServiceCIDR:          cfg.ServiceCIDR.String(),
+		ClusterDNS:           cfg.ClusterDNS.String(),
+		ClusterDomain:        cfg.ClusterDomain,
+		FlannelBackend:       cfg.FlannelBackend,
+		DisableNetworkPolicy: cfg.DisableNetworkPolicy,
+		LocalStorage:         !slices.Contains(cfg.Disable, "local-storage"),
+		LocalStoragePath:     cfg.DefaultLocalStoragePath,
 	}
 }
 

@@ -28,7 +28,9 @@ const JoinClusterRole = "skiff:join"
 
 // FlannelClusterRole is the pod network's: what flannel's own deployments
 // grant it (every Node read, its own Node's annotations written through
-// the status subresource).
+// the status subresource), and what the network policy controller reads
+// (Pods, Namespaces and NetworkPolicies), as k3s's one controller identity
+// serves both.
 const FlannelClusterRole = "skiff:flannel"
 
 const fieldManager = "skiff"
@@ -61,6 +63,8 @@ func EnsureJoinAccess(ctx context.Context, client kubernetes.Interface, server, 
 		WithRules(
 			rbacv1apply.PolicyRule().WithAPIGroups("").WithResources("nodes").WithVerbs("get", "list", "watch"),
 			rbacv1apply.PolicyRule().WithAPIGroups("").WithResources("nodes/status").WithVerbs("patch"),
+			rbacv1apply.PolicyRule().WithAPIGroups("").WithResources("pods", "namespaces").WithVerbs("list", "watch"),
+			rbacv1apply.PolicyRule().WithAPIGroups("networking.k8s.io").WithResources("networkpolicies").WithVerbs("list", "watch"),
 		)
 	if _, err := rbac.ClusterRoles().Apply(ctx, flannel, metav1.ApplyOptions{FieldManager: fieldManager, Force: true}); err != nil {
 		return fmt.Errorf("granting the pod network: %w", err)

@@ -25,6 +25,9 @@ type AgentConfig struct {
 	// FlannelBackend is the pod network's backend: vxlan, host-gw,
 	// wireguard-native, or none (the user brings a CNI).
 	FlannelBackend string `json:"flannelBackend"`
+	// DisableNetworkPolicy says that nodes do not enforce NetworkPolicies
+	// (so that the zero value, from any server, enforces them).
+	DisableNetworkPolicy bool `json:"disableNetworkPolicy,omitempty"`
 	// LocalStorage says whether the local-path add-on runs, whose
 	// provisioner each node's agent runs; LocalStoragePath is the
 	// directory for its volumes, "" for <data-dir>/storage on each node.

@@ -50,9 +50,13 @@ func TestAddons(t *testing.T) {
 	t.Run("manifests directory", func(t *testing.T) { checkManifests(t, ctx, c, s) })
 	t.Run("local storage", func(t *testing.T) { checkLocalStorage(t, ctx, c, s) })
 	t.Run("kubectl top", func(t *testing.T) { checkTop(t, s, started) })
+	// NetworkPolicies are enforced by default (TestMultiNode checks how).
+	if rules := policyRules(t); !strings.Contains(rules, "KUBE-ROUTER-FORWARD") {
+		t.Errorf("no network policy chains in the filter table:\n%s", rules)
+	}
 
 	mustStop(t, s)
-	s.Args = append(s.Args, "--disable", "coredns")
+	s.Args = append(s.Args, "--disable", "coredns", "--disable-network-policy")
 	mustStart(t, s)
 	c = kubernetes.NewForConfigOrDie(mustRESTConfig(t, s))
 	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
@@ -61,6 +65,23 @@ func TestAddons(t *testing.T) {
 	if err != nil {
 		t.Errorf("--disable coredns left: %v", coreDNSObjects(ctx, c))
 	}
+	// --disable-network-policy removes the rules an earlier start made.
+	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		return !strings.Contains(policyRules(t), "KUBE-ROUTER"), nil
+	})
+	if err != nil {
+		t.Errorf("--disable-network-policy left the network policy chains:\n%s", policyRules(t))
+	}
+}
+
+// policyRules is the host's iptables filter table.
+func policyRules(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("iptables-save", "-t", "filter").CombinedOutput()
+	if err != nil {
+		t.Fatalf("iptables-save: %v\n%s", err, out)
+	}
+	return string(out)
 }
 
 func waitDeploymentAvailable(t *testing.T, ctx context.Context, c kubernetes.Interface, ns, name string) {

@@ -162,6 +162,7 @@ func TestMultiNode(t *testing.T) {
 	}
 	t.Logf("pods across nodes: %s (a1) reached %s (a2) by IP and by Service name; NodePort %s answered on %v", client.Status.PodIP, web.Status.PodIP, nodePort, addresses)
 
+	c.checkNetworkPolicy(t, web, client)
 	c.checkRefusedJoins(t)
 	c.checkNodeDownAndBack(t, web)
 }
@@ -301,22 +302,11 @@ func lastLine(s string) string {
 	return lines[len(lines)-1]
 }
 
-// pinnedPod runs a busybox pod on node and waits for it to run.
+// pinnedPod runs a busybox pod in the default namespace on node and waits
+// for it to run.
 func (c *cluster) pinnedPod(t *testing.T, name, node string, labels map[string]string, command ...string) *corev1.Pod {
 	t.Helper()
-	ctx := context.Background()
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
-		Spec: corev1.PodSpec{
-			NodeName:                      node,
-			TerminationGracePeriodSeconds: ptr.To[int64](1),
-			Containers:                    []corev1.Container{{Name: "main", Image: busyboxImage, ImagePullPolicy: corev1.PullNever, Command: command}},
-		},
-	}
-	if _, err := c.client.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	return waitPodRunning(t, ctx, c.client, "default", name)
+	return c.podIn(t, "default", name, node, labels, command...)
 }
 
 // fetch gets url from inside pod with busybox wget (whose -T and -O-
