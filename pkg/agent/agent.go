@@ -89,10 +89,14 @@ func Components(cfg *config.Agent) []lifecycle.Component {
 	return parts
 }
 
-// setup unpacks the node programs, sets the kernel parameters pods need and
-// renders containerd's configuration.
+// setup checks that the host can enforce NetworkPolicies, unpacks the node
+// programs, sets the kernel parameters pods need and renders containerd's
+// configuration.
 func (n *node) setup(context.Context) error {
 	cfg := n.cfg
+	if err := n.checkNetworkPolicy(); err != nil {
+		return err
+	}
 	var err error
 	if n.binDir, err = payload.Unpack(cfg.DataDir); err != nil {
 		return err

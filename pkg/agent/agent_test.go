@@ -192,3 +192,17 @@ func TestNetworkPolicyConfig(t *testing.T) {
 		t.Errorf("IPv6 service CIDR: v4 %v v6 %v", kr.EnableIPv4, kr.EnableIPv6)
 	}
 }
+
+// A host without ipset cannot enforce policies: the node does not start,
+// and says what to install or which flag turns enforcement off.
+func TestNetworkPolicyNeedsIPSet(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	n := &node{cfg: &config.Agent{}}
+	if err := n.checkNetworkPolicy(); err == nil || !strings.Contains(err.Error(), "apt-get install ipset") || !strings.Contains(err.Error(), "--disable-network-policy") {
+		t.Errorf("without ipset: %v", err)
+	}
+	n.cfg.DisableNetworkPolicy = true
+	if err := n.checkNetworkPolicy(); err != nil {
+		t.Errorf("without ipset, enforcement off: %v", err)
+	}
+}

@@ -36,6 +36,18 @@ var errNoIPSet = errors.New("NetworkPolicy enforcement needs the ipset command, 
 // chains in the filter table and ipsets of pod addresses, synced on every
 // change of a pod, namespace or policy. It runs as the pod network's user,
 // which reads those cluster-wide.
+// checkNetworkPolicy fails the node's start, before anything runs, on a
+// host that cannot enforce policies.
+func (n *node) checkNetworkPolicy() error {
+	if n.cfg.DisableNetworkPolicy {
+		return nil
+	}
+	if _, err := exec.LookPath("ipset"); err != nil {
+		return errNoIPSet
+	}
+	return nil
+}
+
 func (n *node) runNetworkPolicy(ctx context.Context) error {
 	if n.cfg.DisableNetworkPolicy {
 		klog.InfoS("Not enforcing NetworkPolicies (--disable-network-policy)")
@@ -79,9 +91,6 @@ func networkPolicyConfig(cfg *config.Agent) *options.KubeRouterConfig {
 }
 
 func runPolicyController(ctx context.Context, client kubernetes.Interface, kr *options.KubeRouterConfig) error {
-	if _, err := exec.LookPath("ipset"); err != nil {
-		return errNoIPSet
-	}
 	ranges, err := svcip.NewValidator(svcip.Config{ClusterIPCIDRs: kr.ClusterIPCIDRs, EnableIPv4: kr.EnableIPv4, EnableIPv6: kr.EnableIPv6})
 	if err != nil {
 		return fmt.Errorf("network policy: %w", err)
