@@ -9,6 +9,7 @@ import (
 	"io"
 	"time"
 
+	"k8s.io/apiextensions-apiserver/pkg/apihelpers"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensions "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -67,15 +68,7 @@ func EnsureCRDs(ctx context.Context, rc *rest.Config) error {
 	for _, want := range defs {
 		err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 			crd, err := crdClient.Get(ctx, want.Name, metav1.GetOptions{})
-			if err != nil {
-				return false, nil
-			}
-			for _, c := range crd.Status.Conditions {
-				if c.Type == apiextensionsv1.Established && c.Status == apiextensionsv1.ConditionTrue {
-					return true, nil
-				}
-			}
-			return false, nil
+			return err == nil && apihelpers.IsCRDConditionTrue(crd, apiextensionsv1.Established), nil
 		})
 		if err != nil {
 			return fmt.Errorf("CRD %s is not established: %w", want.Name, err)
