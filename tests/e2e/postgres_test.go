@@ -57,6 +57,17 @@ func TestPostgres(t *testing.T) {
 func checkTwoServersShareADatastore(t *testing.T, s *harness.Server, endpoint string) {
 	t.Helper()
 	ctx := context.Background()
+	// s restarted a moment ago, so its controller-manager may still wait
+	// for the lease of its previous run to expire; a second server started
+	// then could win it, and there would be nothing to take over.
+	c := kubernetes.NewForConfigOrDie(mustRESTConfig(t, s))
+	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		lease, err := c.CoordinationV1().Leases("kube-system").Get(ctx, "kube-controller-manager", metav1.GetOptions{})
+		return err == nil && lease.Spec.AcquireTime != nil && lease.Spec.AcquireTime.After(s.StartedAt()), nil
+	})
+	if err != nil {
+		t.Fatalf("the first server's controller-manager did not take the lease after its restart: %v", err)
+	}
 	token := readToken(t, filepath.Join(s.DataDir, "server", "token"))
 	s2 := startServer(t, "--datastore-endpoint", endpoint, "--server", "https://127.0.0.1:"+strconv.Itoa(s.Port), "--token", token,
 		"--simulated-nodes", "2")

@@ -13,6 +13,7 @@ import (
 // log file, killed if the test process dies.
 type process struct {
 	cmd     *exec.Cmd
+	started time.Time
 	done    chan struct{}
 	exitErr error
 }
@@ -36,7 +37,7 @@ func (p *process) start(cmd *exec.Cmd, logPath string, env ...string) error {
 		log.Close()
 		return err
 	}
-	p.cmd, p.done = cmd, make(chan struct{})
+	p.cmd, p.started, p.done = cmd, time.Now(), make(chan struct{})
 	go func() {
 		p.exitErr = cmd.Wait()
 		log.Close()
@@ -44,6 +45,9 @@ func (p *process) start(cmd *exec.Cmd, logPath string, env ...string) error {
 	}()
 	return nil
 }
+
+// StartedAt is when the process was last started.
+func (p *process) StartedAt() time.Time { return p.started }
 
 // Pid is the process id.
 func (p *process) Pid() int { return p.cmd.Process.Pid }
