@@ -41,7 +41,7 @@ HOST_ARCH     := $(shell $(GO) env GOHOSTARCH)
 RELEASE_ARCHES ?= amd64 arm64
 export RELEASE_ARCHES
 
-.PHONY: all build payload release release-host deps test test-unit test-e2e bench bench-footprint bench-controlplane bench-agent bench-testenv bench-install bench-multinode bench-datastores bench-day2 examples vet clean
+.PHONY: all build payload release release-host deps test test-unit test-e2e conformance conformance-bin bench bench-footprint bench-controlplane bench-agent bench-testenv bench-install bench-multinode bench-datastores bench-day2 examples vet clean
 
 all: build
 
@@ -94,8 +94,9 @@ test-unit: build
 	cd pkg/ingress && $(GO) test $(GO_TAGS) -count=1 ./...
 	cd pkg/testenv && SKIFF_BIN=$(CURDIR)/$(BIN) $(GO) test $(GO_TAGS) -count=1 -timeout 20m ./...
 
-# The release is built too: the arm64 artifact is tested under qemu.
-test-e2e: build release
+# The release is built too: the arm64 artifact is tested under qemu. The
+# conformance suite's API subset runs here too (TestConformanceAPI).
+test-e2e: build release conformance-bin
 	SKIFF_BIN=$(CURDIR)/$(BIN) SKIFF_DIST=$(CURDIR)/dist $(GO) test $(GO_TAGS) -count=1 -timeout 60m -v ./tests/e2e/...
 
 # As root, `make test` first installs what the tests need (the way CI does,
@@ -105,6 +106,28 @@ test:
 	@if [ "$$(id -u)" = 0 ]; then scripts/install-deps.sh test; fi
 	$(MAKE) vet test-unit test-e2e; status=$$?; \
 	if [ "$$(id -u)" = 0 ]; then scripts/test-cleanup.sh; fi; exit $$status
+
+# Kubernetes' own e2e suite at skiff's Kubernetes version, from the module
+# in tests/conformance (kept out of skiff's go.mod): e2e.test, the ginkgo
+# runner, and the images its [Conformance] specs run, built here and
+# imported by the node instead of pulled (scripts/conformance-images.sh).
+# The programs in the images are static (no cgo): most images have no libc.
+CONFORMANCE_BIN := $(CURDIR)/bin/conformance
+conformance-bin:
+	@mkdir -p $(CONFORMANCE_BIN)
+	cd tests/conformance && $(GO) test -c $(GO_TAGS) -ldflags "$(VERSION_LDFLAGS)" -o $(CONFORMANCE_BIN)/e2e.test k8s.io/kubernetes/test/e2e
+	cd tests/conformance && CGO_ENABLED=0 $(GO) build $(GO_TAGS) -o $(CONFORMANCE_BIN)/ \
+		github.com/onsi/ginkgo/v2/ginkgo k8s.io/kubernetes/test/images/agnhost \
+		k8s.io/kubernetes/test/images/nonewprivs k8s.io/sample-apiserver
+	CGO_ENABLED=0 $(GO) build $(GO_TAGS) -o $(CONFORMANCE_BIN)/etcd go.etcd.io/etcd/server/v3
+	scripts/conformance-images.sh $(CONFORMANCE_BIN) $(CONFORMANCE_BIN)/images
+
+# Every [Conformance] spec on a fresh single node (about an hour here; not
+# part of `make test`): the JUnit report and a summary of passed, failed and
+# skipped specs (with each skip's reason) go to conformance-report/.
+conformance: build conformance-bin
+	SKIFF_BIN=$(CURDIR)/$(BIN) SKIFF_CONFORMANCE=all SKIFF_CONFORMANCE_REPORT=$(CURDIR)/conformance-report \
+		$(GO) test $(GO_TAGS) -count=1 -timeout 90m -v -run 'TestConformance$$' ./tests/e2e/
 
 bench: release-host
 	$(GO) run $(GO_TAGS) ./tests/bench -bin $(CURDIR)/$(BIN) $(BENCHFLAGS)

@@ -37,16 +37,17 @@ func main() {
 	flag.Var(&labels, "label", "image label K=V (repeatable)")
 	flag.StringVar(&cfg.WorkingDir, "workdir", "", "working directory")
 	flag.StringVar(&cfg.Arch, "arch", "", "GOARCH of the programs in -rootfs (default: this machine's)")
+	level := flag.Int("zstd-level", 19, "zstd level of the layer: 19 for images skiff embeds; a low one builds faster images that are only imported")
 	flag.Parse()
 	cfg.Entrypoint, cfg.Cmd, cfg.Env = entrypoint, cmd, env
-	err := run(cfg, labels, *rootfs, *out)
+	err := run(cfg, labels, *rootfs, *out, *level)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mkimage:", err)
 		os.Exit(1)
 	}
 }
 
-func run(cfg image.Config, labels []string, rootfs, out string) error {
+func run(cfg image.Config, labels []string, rootfs, out string, level int) error {
 	if cfg.Name == "" || rootfs == "" || out == "" {
 		return errors.New("-name, -rootfs and -o are required")
 	}
@@ -65,7 +66,7 @@ func run(cfg image.Config, labels []string, rootfs, out string) error {
 		}
 		cfg.Labels[k] = v
 	}
-	layer, err := image.LayerFromDir(rootfs, compressLayer)
+	layer, err := image.LayerFromDir(rootfs, layerCompressor(level))
 	if err != nil {
 		return err
 	}
@@ -80,37 +81,38 @@ func run(cfg image.Config, labels []string, rootfs, out string) error {
 	return writeIfChanged(out, buf.Bytes())
 }
 
-// compressLayer compresses a layer with the zstd program at level 19: a
-// third smaller than gzip, which matters in a binary that embeds the images.
-// That takes ~30 s for an add-on's layer, so results are kept in the user's
-// cache directory under the uncompressed layer's checksum, and an unchanged
-// image is written again at no cost. zstd's output does not depend on the
-// number of threads, so the cache holds what a compression here would give.
-func compressLayer(tar []byte) ([]byte, error) {
-	dir, err := os.UserCacheDir()
-	if err != nil {
-		return nil, err
-	}
-	cached := filepath.Join(dir, "skiff-mkimage", fmt.Sprintf("%x.%s.zst", sha256.Sum256(tar), zstdLevel))
-	if data, err := os.ReadFile(cached); err == nil {
+// layerCompressor compresses a layer with the zstd program at level: at 19
+// a third smaller than gzip, which matters in a binary that embeds the
+// images. That takes ~30 s for an add-on's layer, so results are kept in the
+// user's cache directory under the uncompressed layer's checksum, and an
+// unchanged image is written again at no cost. zstd's output does not
+// depend on the number of threads, so the cache holds what a compression
+// here would give.
+func layerCompressor(level int) func(tar []byte) ([]byte, error) {
+	flag := fmt.Sprintf("-%d", level)
+	return func(tar []byte) ([]byte, error) {
+		dir, err := os.UserCacheDir()
+		if err != nil {
+			return nil, err
+		}
+		cached := filepath.Join(dir, "skiff-mkimage", fmt.Sprintf("%x.%s.zst", sha256.Sum256(tar), flag))
+		if data, err := os.ReadFile(cached); err == nil {
+			return data, nil
+		}
+		cmd := exec.Command("zstd", "-q", flag, "-T0", "-c")
+		cmd.Stdin = bytes.NewReader(tar)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		data, err := cmd.Output()
+		if err != nil {
+			return nil, fmt.Errorf("zstd %s (apt-get install zstd): %w %s", flag, err, stderr.Bytes())
+		}
+		if err := os.MkdirAll(filepath.Dir(cached), 0o755); err == nil {
+			_ = writeIfChanged(cached, data) // a cache: a failure costs time only
+		}
 		return data, nil
 	}
-	cmd := exec.Command("zstd", "-q", zstdLevel, "-T0", "-c")
-	cmd.Stdin = bytes.NewReader(tar)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	data, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("zstd %s (apt-get install zstd): %w %s", zstdLevel, err, stderr.Bytes())
-	}
-	if err := os.MkdirAll(filepath.Dir(cached), 0o755); err == nil {
-		_ = writeIfChanged(cached, data) // a cache: a failure costs time only
-	}
-	return data, nil
 }
-
-// zstdLevel is the zstd program's compression level for layers.
-const zstdLevel = "-19"
 
 // writeIfChanged replaces out with data atomically (a temporary file in the
 // same directory, renamed over it), and only when the bytes differ, so an

@@ -1,0 +1,224 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/skiff-dev/skiff/tests/harness"
+)
+
+// The [Conformance] specs of Kubernetes' own e2e suite (e2e.test, built at
+// skiff's Kubernetes version by `make conformance-bin`), run against a fresh
+// single node that imported the suite's images from archives built here.
+
+// conformanceSkips are the specs skiff's single node cannot host, each
+// with why. They are listed in the report's summary, not dropped silently.
+var conformanceSkips = []conformanceSkip{
+	{`should have at least two untainted nodes`, "needs two schedulable nodes; skiff's conformance node is one"},
+}
+
+type conformanceSkip struct{ pattern, reason string }
+
+// conformanceSelection is a part of the suite: the specs that carry labels
+// (a ginkgo label filter), which are those whose names match names.
+type conformanceSelection struct{ labels, names string }
+
+var (
+	// everyConformanceSpec is what `make conformance` runs.
+	everyConformanceSpec = conformanceSelection{"Conformance", `\[Conformance\]`}
+	// apiMachinerySubset is the part `make test` runs.
+	apiMachinerySubset = conformanceSelection{"Conformance && sig-api-machinery", `\[sig-api-machinery\].*\[Conformance\]`}
+)
+
+// TestConformanceAPI runs the sig-api-machinery [Conformance] specs: the
+// API server's behaviour (CRUD, watch, CRDs, webhooks, quota, garbage
+// collection, aggregation) with real pods for the webhooks and the
+// aggregated server. The chunking spec waits until the datastore compacts
+// the revision it listed at, which at kine's default interval (5 min) makes
+// it the longest by minutes; compacting every 30 s shortens the wait, not
+// what the spec checks.
+func TestConformanceAPI(t *testing.T) {
+	runConformance(t, apiMachinerySubset, os.Getenv("SKIFF_CONFORMANCE_REPORT"), "--datastore-compact-interval", "30s")
+}
+
+// TestConformance runs every [Conformance] spec: `make conformance`.
+func TestConformance(t *testing.T) {
+	if os.Getenv("SKIFF_CONFORMANCE") != "all" {
+		t.Skip("the whole suite takes about an hour: `make conformance` runs it")
+	}
+	runConformance(t, everyConformanceSpec, os.Getenv("SKIFF_CONFORMANCE_REPORT"))
+}
+
+// runConformance runs the selected specs against a new node (a server with
+// args and its agent) and writes their reports and summary to reportDir.
+func runConformance(t *testing.T, selection conformanceSelection, reportDir string, args ...string) {
+	if os.Geteuid() != 0 {
+		t.Skip("the node agent needs root")
+	}
+	bin, err := conformanceBin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reportDir == "" {
+		reportDir = t.TempDir()
+	}
+	if err := os.MkdirAll(reportDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dataDir := filepath.Join(t.TempDir(), "data")
+	archives, err := linkImages(filepath.Join(bin, "images"), filepath.Join(dataDir, "agent", "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newServer(t, dataDir, args...)
+	s.Agent = true
+	t.Cleanup(func() { killall(t, s) })
+	mustStart(t, s)
+	ctx := context.Background()
+	c := kubernetes.NewForConfigOrDie(mustRESTConfig(t, s))
+	waitNodeReady(t, ctx, c, time.Time{})
+	waitDeploymentAvailable(t, ctx, c, "kube-system", "coredns")
+	waitImagesImported(t, s, archives)
+
+	// e2e.test runs kubectl by path; skiff is kubectl when named so.
+	kubectl := filepath.Join(t.TempDir(), "kubectl")
+	if err := os.Symlink(s.Bin, kubectl); err != nil {
+		t.Fatal(err)
+	}
+	skip := make([]string, len(conformanceSkips))
+	for i, s := range conformanceSkips {
+		skip[i] = s.pattern
+	}
+	suite := conformanceRun{bin: bin, kubeconfig: s.Kubeconfig(), kubectl: kubectl, reportDir: reportDir, skip: strings.Join(skip, "|")}
+	// [Serial] specs must not share the cluster with any other spec (the
+	// suite labels them, ginkgo does not know): a parallel pass for the
+	// rest, then a serial pass for them.
+	parallelErr := suite.run(t, "parallel", 4, selection.labels+" && !Serial")
+	serialErr := suite.run(t, "serial", 1, selection.labels+" && Serial")
+
+	summary, err := summarize(reportDir, selection.names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(reportDir, "summary.txt")
+	if err := os.WriteFile(path, []byte(summary.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s (%s):\n%s", path, reportDir, summary)
+	if len(summary.Failed) > 0 || parallelErr != nil || serialErr != nil {
+		t.Errorf("%d of %d specs failed (ginkgo: parallel pass %v, serial pass %v)", len(summary.Failed), summary.Ran(), parallelErr, serialErr)
+	}
+	if summary.Ran() == 0 {
+		t.Errorf("no spec ran for %q", selection.labels)
+	}
+}
+
+// conformanceBin is where `make conformance-bin` put e2e.test, ginkgo and
+// the image archives.
+func conformanceBin() (string, error) {
+	root, err := harness.RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(root, "bin", "conformance")
+	for _, f := range []string{"e2e.test", "ginkgo", "images"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			return "", fmt.Errorf("the conformance suite is not built (%w): run make conformance-bin", err)
+		}
+	}
+	return dir, nil
+}
+
+// linkImages hard-links every archive in from into to, as a user drops
+// archives into <data-dir>/agent/images, and returns their new paths.
+func linkImages(from, to string) ([]string, error) {
+	archives, err := filepath.Glob(filepath.Join(from, "*.tar"))
+	if err != nil || len(archives) == 0 {
+		return nil, fmt.Errorf("no image archives in %s (%v): run make conformance-bin", from, err)
+	}
+	if err := os.MkdirAll(to, 0o755); err != nil {
+		return nil, err
+	}
+	var linked []string
+	for _, a := range archives {
+		dst := filepath.Join(to, filepath.Base(a))
+		if err := os.Link(a, dst); err != nil {
+			return nil, err
+		}
+		linked = append(linked, dst)
+	}
+	return linked, nil
+}
+
+// waitImagesImported waits until the agent has imported every archive: a
+// spec must not start a pod before its image is there, or the kubelet
+// tries to pull it and backs off.
+func waitImagesImported(t *testing.T, s *harness.Server, archives []string) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(context.Background(), time.Second, 5*time.Minute, true, func(context.Context) (bool, error) {
+		log, err := os.ReadFile(s.LogPath)
+		if err != nil {
+			return false, err
+		}
+		for _, a := range archives {
+			if !strings.Contains(string(log), `"Imported images" archive="`+a+`"`) {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Fatalf("the agent did not import the conformance images: %v", err)
+	}
+}
+
+// conformanceRun is one cluster's run of e2e.test through ginkgo.
+type conformanceRun struct {
+	bin, kubeconfig, kubectl, reportDir string
+	skip                                string
+}
+
+// run runs the specs with labels, but those skiff skips, over procs
+// processes, and writes junit_<name>.xml.
+func (r conformanceRun) run(t *testing.T, name string, procs int, labels string) error {
+	args := []string{
+		"--procs", fmt.Sprint(procs), "--label-filter", labels, "--skip", r.skip,
+		"--timeout", "2h", "--no-color", "--silence-skips",
+		"--output-dir", r.reportDir, "--junit-report", "junit_" + name + ".xml",
+		filepath.Join(r.bin, "e2e.test"), "--",
+		"--kubeconfig", r.kubeconfig, "--provider", "skeleton", "--kubectl-path", r.kubectl,
+		"--e2e-output-dir", r.reportDir,
+	}
+	cmd := exec.Command(filepath.Join(r.bin, "ginkgo"), args...)
+	log, err := os.Create(filepath.Join(r.reportDir, "ginkgo_"+name+".log"))
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+	cmd.Stdout, cmd.Stderr = log, log
+	t.Logf("%s pass: %s", name, strings.Join(cmd.Args, " "))
+	start := time.Now()
+	err = cmd.Run()
+	t.Logf("%s pass took %s: %v (log %s)", name, time.Since(start).Round(time.Second), err, log.Name())
+	return err
+}
+
+// skipReason is why a conformance spec was skipped by skiff's list, or "".
+func skipReason(spec string) string {
+	for _, s := range conformanceSkips {
+		if regexp.MustCompile(s.pattern).MatchString(spec) {
+			return s.reason
+		}
+	}
+	return ""
+}
