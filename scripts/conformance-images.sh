@@ -64,16 +64,30 @@ image() { # image NAME ROOTFS ARCHIVE mkimage-flags...
 	echo "conformance-images: $name"
 }
 
-scripts/busybox-image.sh "$out/busybox.tar" "$e2e/busybox:1.37.0-2"
 scripts/pause-image.sh "$out/pause.tar" "$(go env GOARCH)" registry.k8s.io/pause:3.10.2
+
+# with_bash DIR PKG...: PKG unpacked into DIR with Debian's bash as sh.
+# Debian's busybox sh will not do there: it drops environment variables
+# whose names are not shell identifiers (a ConfigMap key such as data-1),
+# which the suite's busybox 1.37 passes on, and it runs its own applets
+# before the programs on PATH (its nc, not netcat-openbsd's).
+with_bash() {
+	debian "$@" bash
+	ln -s bash "$1/bin/sh"
+	scripts/busybox-rootfs.sh "$1"
+}
+
+bb=$tmp/busybox
+with_bash "$bb"
+image "$e2e/busybox:1.37.0-2" "$bb" busybox.tar -cmd sh
 
 # agnhost: the DNS and service specs run dig, curl and nc in it beside its
 # own subcommands; porter serves TLS with the suite's localhost pair; some
 # specs expect the user and group its Dockerfile adds.
 agn=$tmp/agnhost
-debian "$agn" bind9-dnsutils curl netcat-openbsd iproute2
+mkdir -p "$agn/bin"
 ln -s nc.openbsd "$agn/bin/nc" # the link Debian's postinst would make
-scripts/busybox-rootfs.sh "$agn"
+with_bash "$agn" bind9-dnsutils curl netcat-openbsd iproute2
 cp "$bin/agnhost" "$agn/agnhost"
 ln -s agnhost "$agn/agnhost-2"
 cp "$k8s/test/images/agnhost/porter/localhost.crt" "$k8s/test/images/agnhost/porter/localhost.key" "$agn/"
@@ -94,15 +108,13 @@ done
 
 # glibc-dns-testing: Debian's dig and nslookup (glibc's resolver).
 dns=$tmp/dns
-debian "$dns" bind9-dnsutils
-scripts/busybox-rootfs.sh "$dns"
+with_bash "$dns" bind9-dnsutils
 image "$e2e/glibc-dns-testing:2.1.1" "$dns" glibc-dns-testing.tar -cmd sh
 
 # nginx: Debian's, serving a page on port 80 in the foreground, as the
 # upstream image (nginx:1.27-alpine) does.
 ngx=$tmp/nginx
-debian "$ngx" nginx-light
-scripts/busybox-rootfs.sh "$ngx"
+with_bash "$ngx" nginx-light
 mkdir -p "$ngx/usr/share/nginx/html" "$ngx/var/lib/nginx" "$ngx/var/log/nginx" "$ngx/run"
 echo '<html><body>Welcome to nginx!</body></html>' >"$ngx/usr/share/nginx/html/index.html"
 cat >"$ngx/etc/nginx/nginx.conf" <<'EOF'
