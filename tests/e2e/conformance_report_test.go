@@ -110,13 +110,27 @@ func summarize(dir, focus string) (conformanceSummary, error) {
 	return s, nil
 }
 
+// String is the whole summary: counts, then each failed, skipped and
+// passed spec by name.
 func (s conformanceSummary) String() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "passed %d, failed %d, skipped %d\n", len(s.Passed), len(s.Failed), len(s.Skipped))
+	b := s.brief()
+	b.WriteString("\nPassed:\n")
+	for _, name := range s.Passed {
+		fmt.Fprintf(b, "- %s\n", name)
+	}
+	return b.String()
+}
+
+// Brief is the summary without the names of the specs that passed.
+func (s conformanceSummary) Brief() string { return s.brief().String() }
+
+func (s conformanceSummary) brief() *strings.Builder {
+	b := &strings.Builder{}
+	fmt.Fprintf(b, "passed %d, failed %d, skipped %d\n", len(s.Passed), len(s.Failed), len(s.Skipped))
 	if len(s.Failed) > 0 {
 		b.WriteString("\nFailed:\n")
 		for _, name := range s.Failed {
-			fmt.Fprintf(&b, "- %s\n    %s\n", name, s.Failures[name])
+			fmt.Fprintf(b, "- %s\n    %s\n", name, s.Failures[name])
 		}
 	}
 	if len(s.Skipped) > 0 {
@@ -127,12 +141,8 @@ func (s conformanceSummary) String() string {
 		}
 		sort.Strings(names)
 		for _, name := range names {
-			fmt.Fprintf(&b, "- %s\n    %s\n", name, s.Skipped[name])
+			fmt.Fprintf(b, "- %s\n    %s\n", name, s.Skipped[name])
 		}
 	}
-	b.WriteString("\nPassed:\n")
-	for _, name := range s.Passed {
-		fmt.Fprintf(&b, "- %s\n", name)
-	}
-	return b.String()
+	return b
 }

@@ -96,8 +96,8 @@ func runConformance(t *testing.T, selection conformanceSelection, reportDir stri
 		t.Fatal(err)
 	}
 	skip := make([]string, len(conformanceSkips))
-	for i, s := range conformanceSkips {
-		skip[i] = s.pattern
+	for i, rule := range conformanceSkips {
+		skip[i] = rule.pattern
 	}
 	suite := conformanceRun{bin: bin, kubeconfig: s.Kubeconfig(), kubectl: kubectl, reportDir: reportDir, skip: strings.Join(skip, "|")}
 	// [Serial] specs must not share the cluster with any other spec (the
@@ -114,7 +114,7 @@ func runConformance(t *testing.T, selection conformanceSelection, reportDir stri
 	if err := os.WriteFile(path, []byte(summary.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%s (%s):\n%s", path, reportDir, summary)
+	t.Logf("%s:\n%s", path, summary.Brief())
 	if len(summary.Failed) > 0 || parallelErr != nil || serialErr != nil {
 		t.Errorf("%d of %d specs failed (ginkgo: parallel pass %v, serial pass %v)", len(summary.Failed), summary.Ran(), parallelErr, serialErr)
 	}
