@@ -22,9 +22,10 @@ import (
 // single node that imported the suite's images from archives built here.
 
 // conformanceSkips are the specs skiff's single node cannot host, each
-// with why. They are listed in the report's summary, not dropped silently.
+// with why. They are listed in the report's summary, not dropped silently,
+// and TestMultiNode runs them on its three nodes.
 var conformanceSkips = []conformanceSkip{
-	{`should have at least two untainted nodes`, "needs two schedulable nodes; skiff's conformance node is one"},
+	{`should have at least two untainted nodes`, "needs two schedulable nodes: TestMultiNode runs it on three"},
 }
 
 type conformanceSkip struct{ pattern, reason string }
@@ -90,11 +91,7 @@ func runConformance(t *testing.T, selection conformanceSelection, reportDir stri
 	waitDeploymentAvailable(t, ctx, c, "kube-system", "coredns")
 	waitImagesImported(t, s, archives)
 
-	// e2e.test runs kubectl by path; skiff is kubectl when named so.
-	kubectl := filepath.Join(t.TempDir(), "kubectl")
-	if err := os.Symlink(s.Bin, kubectl); err != nil {
-		t.Fatal(err)
-	}
+	kubectl := kubectlLink(t, s)
 	skip := make([]string, len(conformanceSkips))
 	for i, rule := range conformanceSkips {
 		skip[i] = rule.pattern
@@ -121,6 +118,42 @@ func runConformance(t *testing.T, selection conformanceSelection, reportDir stri
 	if summary.Ran() == 0 {
 		t.Errorf("no spec ran for %q", selection.labels)
 	}
+}
+
+// checkMultiNodeConformance runs the [Conformance] specs a single node
+// cannot host (conformanceSkips) on the cluster s serves.
+func checkMultiNodeConformance(t *testing.T, s *harness.Server) {
+	t.Helper()
+	bin, err := conformanceBin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	focus := make([]string, len(conformanceSkips))
+	for i, rule := range conformanceSkips {
+		focus[i] = rule.pattern
+	}
+	reportDir := t.TempDir()
+	suite := conformanceRun{bin: bin, kubeconfig: s.Kubeconfig(), kubectl: kubectlLink(t, s), reportDir: reportDir, focus: strings.Join(focus, "|")}
+	runErr := suite.run(t, "multinode", 1, "Conformance")
+	summary, err := summarize(reportDir, everyConformanceSpec.names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if runErr != nil || len(summary.Failed) > 0 || len(summary.Passed) != len(conformanceSkips) {
+		t.Errorf("the specs a single node cannot host, on %s (ginkgo: %v):\n%s", s.Kubeconfig(), runErr, summary)
+	}
+	t.Logf("on several nodes: %s", strings.Join(summary.Passed, "; "))
+}
+
+// kubectlLink is a kubectl for e2e.test, which runs kubectl by path: skiff
+// is kubectl when named so.
+func kubectlLink(t *testing.T, s *harness.Server) string {
+	t.Helper()
+	kubectl := filepath.Join(t.TempDir(), "kubectl")
+	if err := os.Symlink(s.Bin, kubectl); err != nil {
+		t.Fatal(err)
+	}
+	return kubectl
 }
 
 // conformanceBin is where `make conformance-bin` put e2e.test, ginkgo and
@@ -185,20 +218,28 @@ func waitImagesImported(t *testing.T, s *harness.Server, archives []string) {
 // conformanceRun is one cluster's run of e2e.test through ginkgo.
 type conformanceRun struct {
 	bin, kubeconfig, kubectl, reportDir string
-	skip                                string
+	// focus and skip narrow the specs by name (ginkgo's regular
+	// expressions) when set.
+	focus, skip string
 }
 
-// run runs the specs with labels, but those skiff skips, over procs
-// processes, and writes junit_<name>.xml.
+// run runs the specs with labels over procs processes and writes
+// junit_<name>.xml.
 func (r conformanceRun) run(t *testing.T, name string, procs int, labels string) error {
-	args := []string{
-		"--procs", fmt.Sprint(procs), "--label-filter", labels, "--skip", r.skip,
+	args := []string{"--procs", fmt.Sprint(procs), "--label-filter", labels}
+	if r.focus != "" {
+		args = append(args, "--focus", r.focus)
+	}
+	if r.skip != "" {
+		args = append(args, "--skip", r.skip)
+	}
+	args = append(args,
 		"--timeout", "2h", "--no-color", "--silence-skips",
-		"--output-dir", r.reportDir, "--junit-report", "junit_" + name + ".xml",
+		"--output-dir", r.reportDir, "--junit-report", "junit_"+name+".xml",
 		filepath.Join(r.bin, "e2e.test"), "--",
 		"--kubeconfig", r.kubeconfig, "--provider", "skeleton", "--kubectl-path", r.kubectl,
 		"--e2e-output-dir", r.reportDir,
-	}
+	)
 	cmd := exec.Command(filepath.Join(r.bin, "ginkgo"), args...)
 	log, err := os.Create(filepath.Join(r.reportDir, "ginkgo_"+name+".log"))
 	if err != nil {
