@@ -7,10 +7,11 @@
 # holds the Go programs `make conformance-bin` built from the suite's module
 # (tests/conformance): agnhost, nonewprivs, sample-apiserver and etcd.
 #
-# The suite's Dockerfiles start from Alpine or Debian images; these start
-# from Debian's busybox-static (scripts/busybox-rootfs.sh) plus, where the
-# specs run a glibc program (dig, curl, nginx), that Debian package and its
-# dependencies unpacked with dpkg-deb, never installed on this host.
+# The suite's Dockerfiles start from BusyBox, Alpine or Debian images; these
+# start from upstream BusyBox (scripts/busybox-upstream.sh, the shell and
+# tools of BusyBox and Alpine images) plus, where the specs run a glibc
+# program (dig, curl, nginx), that Debian package and its dependencies
+# unpacked with dpkg-deb, never installed on this host.
 set -eu
 if [ $# -ne 2 ]; then
 	echo "usage: $0 BINDIR OUTDIR" >&2
@@ -66,19 +67,17 @@ image() { # image NAME ROOTFS ARCHIVE mkimage-flags...
 
 scripts/pause-image.sh "$out/pause.tar" "$(go env GOARCH)" registry.k8s.io/pause:3.10.2
 
-# with_bash DIR PKG...: PKG unpacked into DIR with Debian's bash as sh.
-# Debian's busybox sh will not do there: it drops environment variables
-# whose names are not shell identifiers (a ConfigMap key such as data-1),
-# which the suite's busybox 1.37 passes on, and it runs its own applets
-# before the programs on PATH (its nc, not netcat-openbsd's).
-with_bash() {
-	debian "$@" bash
-	ln -s bash "$1/bin/sh"
-	scripts/busybox-rootfs.sh "$1"
+busybox=$bin/busybox
+scripts/busybox-upstream.sh "$busybox"
+rootfs() { # rootfs DIR [PKG...]: BusyBox, and the Debian packages PKG
+	dir=$1
+	shift
+	[ $# = 0 ] || debian "$dir" "$@"
+	scripts/busybox-rootfs.sh "$dir" "$busybox"
 }
 
 bb=$tmp/busybox
-with_bash "$bb"
+rootfs "$bb"
 image "$e2e/busybox:1.37.0-2" "$bb" busybox.tar -cmd sh
 
 # agnhost: the DNS and service specs run dig, curl and nc in it beside its
@@ -87,7 +86,7 @@ image "$e2e/busybox:1.37.0-2" "$bb" busybox.tar -cmd sh
 agn=$tmp/agnhost
 mkdir -p "$agn/bin"
 ln -s nc.openbsd "$agn/bin/nc" # the link Debian's postinst would make
-with_bash "$agn" bind9-dnsutils curl netcat-openbsd iproute2
+rootfs "$agn" bind9-dnsutils curl netcat-openbsd iproute2 bash
 cp "$bin/agnhost" "$agn/agnhost"
 ln -s agnhost "$agn/agnhost-2"
 cp "$k8s/test/images/agnhost/porter/localhost.crt" "$k8s/test/images/agnhost/porter/localhost.key" "$agn/"
@@ -108,13 +107,13 @@ done
 
 # glibc-dns-testing: Debian's dig and nslookup (glibc's resolver).
 dns=$tmp/dns
-with_bash "$dns" bind9-dnsutils
+rootfs "$dns" bind9-dnsutils
 image "$e2e/glibc-dns-testing:2.1.1" "$dns" glibc-dns-testing.tar -cmd sh
 
 # nginx: Debian's, serving a page on port 80 in the foreground, as the
 # upstream image (nginx:1.27-alpine) does.
 ngx=$tmp/nginx
-with_bash "$ngx" nginx-light
+rootfs "$ngx" nginx-light
 mkdir -p "$ngx/usr/share/nginx/html" "$ngx/var/lib/nginx" "$ngx/var/log/nginx" "$ngx/run"
 echo '<html><body>Welcome to nginx!</body></html>' >"$ngx/usr/share/nginx/html/index.html"
 cat >"$ngx/etc/nginx/nginx.conf" <<'EOF'
@@ -135,7 +134,7 @@ image "$e2e/nginx:1.27.0-2" "$ngx" nginx.tar -entrypoint /usr/sbin/nginx
 
 # nonewprivs: a set-user-ID program that reports whether it gained root.
 nnp=$tmp/nonewprivs
-scripts/busybox-rootfs.sh "$nnp"
+rootfs "$nnp"
 mkdir -p "$nnp/usr/local/bin"
 cp "$bin/nonewprivs" "$nnp/usr/local/bin/nnp"
 chmod 4755 "$nnp/usr/local/bin/nnp"
@@ -143,11 +142,11 @@ image "$e2e/nonewprivs:1.4" "$nnp" nonewprivs.tar -cmd nnp
 
 # The aggregator spec's sample API server and the etcd it stores in.
 api=$tmp/sample-apiserver
-scripts/busybox-rootfs.sh "$api"
+rootfs "$api"
 cp "$bin/sample-apiserver" "$api/sample-apiserver"
 image "$e2e/sample-apiserver:1.29.2" "$api" sample-apiserver.tar -entrypoint /sample-apiserver
 etcd=$tmp/etcd
-scripts/busybox-rootfs.sh "$etcd"
+rootfs "$etcd"
 mkdir -p "$etcd/usr/local/bin"
 cp "$bin/etcd" "$etcd/usr/local/bin/etcd"
 image registry.k8s.io/etcd:3.7.0-0 "$etcd" etcd.tar -cmd /usr/local/bin/etcd

@@ -8,8 +8,9 @@
 #            `make release` links into the other architectures' runc, for
 #            each of $RELEASE_ARCHES (Go's names; default "amd64 arm64")
 #   test     release, plus what `make test` uses: PostgreSQL, busybox-static
-#            for the test image, iproute2, shellcheck, systemd-analyze and
-#            qemu-user-static for the arm64 artifact
+#            for the test image, iproute2, shellcheck, systemd-analyze,
+#            qemu-user-static for the arm64 artifact, and curl and bzip2 for
+#            the conformance images' BusyBox source
 # Go itself comes from go.dev (/usr/local/go), not Debian. Services that
 # packages would start (PostgreSQL) are not started: tests start their own.
 set -eu
@@ -56,7 +57,7 @@ if [ "$mode" != build ]; then
 	done
 fi
 if [ "$mode" = test ]; then
-	for pkg in postgresql busybox-static iproute2 util-linux shellcheck systemd qemu-user-static procps; do
+	for pkg in postgresql busybox-static iproute2 util-linux shellcheck systemd qemu-user-static procps curl bzip2; do
 		has "$pkg" || want "$pkg"
 	done
 fi

@@ -21,12 +21,19 @@ import (
 // skiff's Kubernetes version by `make conformance-bin`), run against a fresh
 // single node that imported the suite's images from archives built here.
 
-// conformanceSkips are the specs skiff's single node cannot host, each
-// with why. They are listed in the report's summary, not dropped silently,
-// and TestMultiNode runs them on its three nodes.
+// conformanceSkips are the specs skiff's conformance node cannot host, each
+// with why. They are listed in the report's summary, not dropped silently.
 var conformanceSkips = []conformanceSkip{
 	{`should have at least two untainted nodes`, "needs two schedulable nodes: TestMultiNode runs it on three"},
+	// The kubelet pulls an image whose pull policy is Always even when
+	// the node has it; there is no registry here to pull from, and skiff
+	// has no registry mirror configuration (k3s's registries.yaml) yet.
+	{`ImageVolume .*should succeed with pod and pull policy of Always`, "pulls its image (pull policy Always): needs a registry"},
+	{`PodCertificate .*should allow server and client pods to establish an mTLS connection`, "pulls its image (pull policy Always): needs a registry"},
 }
+
+// multiNodeSpecs are the skipped specs TestMultiNode runs.
+var multiNodeSpecs = conformanceSkips[:1]
 
 type conformanceSkip struct{ pattern, reason string }
 
@@ -121,15 +128,15 @@ func runConformance(t *testing.T, selection conformanceSelection, reportDir stri
 }
 
 // checkMultiNodeConformance runs the [Conformance] specs a single node
-// cannot host (conformanceSkips) on the cluster s serves.
+// cannot host (multiNodeSpecs) on the cluster s serves.
 func checkMultiNodeConformance(t *testing.T, s *harness.Server) {
 	t.Helper()
 	bin, err := conformanceBin()
 	if err != nil {
 		t.Fatal(err)
 	}
-	focus := make([]string, len(conformanceSkips))
-	for i, rule := range conformanceSkips {
+	focus := make([]string, len(multiNodeSpecs))
+	for i, rule := range multiNodeSpecs {
 		focus[i] = rule.pattern
 	}
 	reportDir := t.TempDir()
@@ -139,7 +146,7 @@ func checkMultiNodeConformance(t *testing.T, s *harness.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if runErr != nil || len(summary.Failed) > 0 || len(summary.Passed) != len(conformanceSkips) {
+	if runErr != nil || len(summary.Failed) > 0 || len(summary.Passed) != len(multiNodeSpecs) {
 		t.Errorf("the specs a single node cannot host, on %s (ginkgo: %v):\n%s", s.Kubeconfig(), runErr, summary)
 	}
 	t.Logf("on several nodes: %s", strings.Join(summary.Passed, "; "))
