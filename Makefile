@@ -123,10 +123,12 @@ conformance-bin:
 	scripts/conformance-images.sh $(CONFORMANCE_BIN) $(CONFORMANCE_BIN)/images
 
 # Every [Conformance] spec on a fresh single node (about an hour here; not
-# part of `make test`): the JUnit report and a summary of passed, failed and
-# skipped specs (with each skip's reason) go to conformance-report/.
+# part of `make test`), or those FOCUS (a regular expression) names: the
+# JUnit reports and a summary of passed, failed and skipped specs (with each
+# skip's reason) go to conformance-report/.
 conformance: build conformance-bin
 	SKIFF_BIN=$(CURDIR)/$(BIN) SKIFF_CONFORMANCE=all SKIFF_CONFORMANCE_REPORT=$(CURDIR)/conformance-report \
+		SKIFF_CONFORMANCE_FOCUS='$(FOCUS)' \
 		$(GO) test $(GO_TAGS) -count=1 -timeout 90m -v -run 'TestConformance$$' ./tests/e2e/
 
 bench: release-host

@@ -80,13 +80,13 @@ bb=$tmp/busybox
 rootfs "$bb"
 image "$e2e/busybox:1.37.0-2" "$bb" busybox.tar -cmd sh
 
-# agnhost: the DNS and service specs run dig, curl and nc in it beside its
-# own subcommands; porter serves TLS with the suite's localhost pair; some
+# agnhost: the DNS and service specs run dig, getent, curl and nc in it
+# beside its own subcommands; porter serves TLS with the suite's localhost pair; some
 # specs expect the user and group its Dockerfile adds.
 agn=$tmp/agnhost
 mkdir -p "$agn/bin"
 ln -s nc.openbsd "$agn/bin/nc" # the link Debian's postinst would make
-rootfs "$agn" bind9-dnsutils curl netcat-openbsd iproute2 bash
+rootfs "$agn" bind9-dnsutils curl netcat-openbsd iproute2 bash libc-bin
 cp "$bin/agnhost" "$agn/agnhost"
 ln -s agnhost "$agn/agnhost-2"
 cp "$k8s/test/images/agnhost/porter/localhost.crt" "$k8s/test/images/agnhost/porter/localhost.key" "$agn/"
@@ -105,9 +105,9 @@ for pic in kitten nautilus; do
 	rm "$agn/$pic.jpg" "$agn/data.json"
 done
 
-# glibc-dns-testing: Debian's dig and nslookup (glibc's resolver).
+# glibc-dns-testing: Debian's dig, nslookup and getent (glibc's resolver).
 dns=$tmp/dns
-rootfs "$dns" bind9-dnsutils
+rootfs "$dns" bind9-dnsutils libc-bin
 image "$e2e/glibc-dns-testing:2.1.1" "$dns" glibc-dns-testing.tar -cmd sh
 
 # nginx: Debian's, serving a page on port 80 in the foreground, as the

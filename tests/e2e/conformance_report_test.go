@@ -98,11 +98,11 @@ func summarize(dir, focus string) (conformanceSummary, error) {
 			delete(s.Skipped, name)
 		}
 	}
-	// A spec in focus that no pass ran and no rule skipped: ginkgo filtered
-	// it for a reason of its own (a label, a [Feature] the focus crossed).
+	// A spec in focus that no pass ran and no rule skipped: the run's own
+	// filters left it out (a label, or a FOCUS narrower than the names).
 	for name, st := range state {
 		if _, ok := s.Skipped[name]; st == "skipped" && !ok {
-			s.Skipped[name] = "not selected by the suite's own filters"
+			s.Skipped[name] = "not selected by this run's filters (labels, FOCUS)"
 		}
 	}
 	sort.Strings(s.Passed)

@@ -38,14 +38,15 @@ var multiNodeSpecs = conformanceSkips[:1]
 type conformanceSkip struct{ pattern, reason string }
 
 // conformanceSelection is a part of the suite: the specs that carry labels
-// (a ginkgo label filter), which are those whose names match names.
-type conformanceSelection struct{ labels, names string }
+// (a ginkgo label filter), which are those whose names match names, and
+// of those the ones focus (a regular expression, when set) matches.
+type conformanceSelection struct{ labels, names, focus string }
 
 var (
 	// everyConformanceSpec is what `make conformance` runs.
-	everyConformanceSpec = conformanceSelection{"Conformance", `\[Conformance\]`}
+	everyConformanceSpec = conformanceSelection{labels: "Conformance", names: `\[Conformance\]`}
 	// apiMachinerySubset is the part `make test` runs.
-	apiMachinerySubset = conformanceSelection{"Conformance && sig-api-machinery", `\[sig-api-machinery\].*\[Conformance\]`}
+	apiMachinerySubset = conformanceSelection{labels: "Conformance && sig-api-machinery", names: `\[sig-api-machinery\].*\[Conformance\]`}
 )
 
 // TestConformanceAPI runs the sig-api-machinery [Conformance] specs: the
@@ -59,12 +60,15 @@ func TestConformanceAPI(t *testing.T) {
 	runConformance(t, apiMachinerySubset, os.Getenv("SKIFF_CONFORMANCE_REPORT"), "--datastore-compact-interval", "30s")
 }
 
-// TestConformance runs every [Conformance] spec: `make conformance`.
+// TestConformance runs every [Conformance] spec: `make conformance`, or
+// those SKIFF_CONFORMANCE_FOCUS matches (`make conformance FOCUS=regexp`).
 func TestConformance(t *testing.T) {
 	if os.Getenv("SKIFF_CONFORMANCE") != "all" {
 		t.Skip("the whole suite takes about an hour: `make conformance` runs it")
 	}
-	runConformance(t, everyConformanceSpec, os.Getenv("SKIFF_CONFORMANCE_REPORT"))
+	selection := everyConformanceSpec
+	selection.focus = os.Getenv("SKIFF_CONFORMANCE_FOCUS")
+	runConformance(t, selection, os.Getenv("SKIFF_CONFORMANCE_REPORT"))
 }
 
 // runConformance runs the selected specs against a new node (a server with
@@ -103,7 +107,8 @@ func runConformance(t *testing.T, selection conformanceSelection, reportDir stri
 	for i, rule := range conformanceSkips {
 		skip[i] = rule.pattern
 	}
-	suite := conformanceRun{bin: bin, kubeconfig: s.Kubeconfig(), kubectl: kubectl, reportDir: reportDir, skip: strings.Join(skip, "|")}
+	suite := conformanceRun{bin: bin, kubeconfig: s.Kubeconfig(), kubectl: kubectl, reportDir: reportDir,
+		focus: selection.focus, skip: strings.Join(skip, "|")}
 	// [Serial] specs must not share the cluster with any other spec (the
 	// suite labels them, ginkgo does not know): a parallel pass for the
 	// rest, then a serial pass for them.
