@@ -161,7 +161,6 @@ func TestMultiNode(t *testing.T) {
 		t.Errorf("kubectl exec in a pod on an agent: %q", out)
 	}
 	t.Logf("pods across nodes: %s (a1) reached %s (a2) by IP and by Service name; NodePort %s answered on %v", client.Status.PodIP, web.Status.PodIP, nodePort, addresses)
-	checkMultiNodeConformance(t, c.server)
 
 	c.checkNetworkPolicy(t, web, client)
 	c.checkRefusedJoins(t)
