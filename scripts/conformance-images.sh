@@ -81,8 +81,9 @@ rootfs "$bb"
 image "$e2e/busybox:1.37.0-2" "$bb" busybox.tar -cmd sh
 
 # agnhost: the DNS and service specs run dig, getent, curl and nc in it
-# beside its own subcommands; porter serves TLS with the suite's localhost pair; some
-# specs expect the user and group its Dockerfile adds.
+# beside its own subcommands; porter serves TLS with the suite's localhost
+# pair; some specs expect the user and group its Dockerfile adds. 2.55,
+# which a few specs name, is the same image under that tag.
 agn=$tmp/agnhost
 mkdir -p "$agn/bin"
 ln -s nc.openbsd "$agn/bin/nc" # the link Debian's postinst would make

@@ -24,9 +24,9 @@ import (
 // conformanceSkips are the specs skiff's conformance node cannot host, each
 // with why. They are listed in the report's summary, not dropped silently.
 var conformanceSkips = []conformanceSkip{
-	{`should have at least two untainted nodes`, "needs two schedulable nodes; checkMultiNodeConformance can run it on TestMultiNode's three (not wired in yet)"},
-	// Its pods run the suite's images, which TestMultiNode's agents do
-	// not import.
+	{`should have at least two untainted nodes`, "needs two schedulable nodes; not run on several yet"},
+	// TestMultiNode's cluster could host both, but its agents do not
+	// import the suite's images.
 	{`Daemon set .*should rollback without unnecessary restarts`, "needs two schedulable nodes; not run on several yet"},
 	// The kubelet pulls an image whose pull policy is Always even when
 	// the node has it; there is no registry here to pull from, and skiff
@@ -34,10 +34,6 @@ var conformanceSkips = []conformanceSkip{
 	{`ImageVolume .*should succeed with pod and pull policy of Always`, "pulls its image (pull policy Always): needs a registry"},
 	{`PodCertificate .*should allow server and client pods to establish an mTLS connection`, "pulls its image (pull policy Always): needs a registry"},
 }
-
-// multiNodeSpecs are the skipped specs checkMultiNodeConformance runs on
-// several nodes. It is not called yet: it was never run before this stop ended.
-var multiNodeSpecs = conformanceSkips[:1]
 
 type conformanceSkip struct{ pattern, reason string }
 
@@ -134,31 +130,6 @@ func runConformance(t *testing.T, selection conformanceSelection, reportDir stri
 	if summary.Ran() == 0 {
 		t.Errorf("no spec ran for %q", selection.labels)
 	}
-}
-
-// checkMultiNodeConformance runs the [Conformance] specs a single node
-// cannot host (multiNodeSpecs) on the cluster s serves.
-func checkMultiNodeConformance(t *testing.T, s *harness.Server) {
-	t.Helper()
-	bin, err := conformanceBin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	focus := make([]string, len(multiNodeSpecs))
-	for i, rule := range multiNodeSpecs {
-		focus[i] = rule.pattern
-	}
-	reportDir := t.TempDir()
-	suite := conformanceRun{bin: bin, kubeconfig: s.Kubeconfig(), kubectl: kubectlLink(t, s), reportDir: reportDir, focus: strings.Join(focus, "|")}
-	runErr := suite.run(t, "multinode", 1, "Conformance")
-	summary, err := summarize(reportDir, everyConformanceSpec.names)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if runErr != nil || len(summary.Failed) > 0 || len(summary.Passed) != len(multiNodeSpecs) {
-		t.Errorf("the specs a single node cannot host, on %s (ginkgo: %v):\n%s", s.Kubeconfig(), runErr, summary)
-	}
-	t.Logf("on several nodes: %s", strings.Join(summary.Passed, "; "))
 }
 
 // kubectlLink is a kubectl for e2e.test, which runs kubectl by path: skiff
