@@ -72,8 +72,8 @@ func TestConformance(t *testing.T) {
 }
 
 // runConformance runs the selected specs against a new node (a server with
-// args and its agent) and writes their reports and summary to reportDir.
-func runConformance(t *testing.T, selection conformanceSelection, reportDir string, args ...string) {
+// its agent) and writes their reports and summary to reportDir.
+func runConformance(t *testing.T, selection conformanceSelection, reportDir string) {
 	if os.Geteuid() != 0 {
 		t.Skip("the node agent needs root")
 	}
@@ -92,7 +92,7 @@ func runConformance(t *testing.T, selection conformanceSelection, reportDir stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newServer(t, dataDir, args...)
+	s := newServer(t, dataDir)
 	s.Agent = true
 	t.Cleanup(func() { killall(t, s) })
 	mustStart(t, s)
