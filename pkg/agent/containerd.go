@@ -49,11 +49,15 @@ func (n *node) startContainerd(context.Context) error {
 	if restrictOOM {
 		klog.InfoS("This process lacks CAP_SYS_RESOURCE; containerd will not lower pods' oom_score_adj below its own (restrict_oom_score_adj)")
 	}
+	if err := writeRegistryHosts(cfg.RegistryHostsDir(), cfg.Registries); err != nil {
+		return fmt.Errorf("rendering registries.yaml for containerd: %w", err)
+	}
 	configPath, err := writeContainerdConfig(cfg, containerdValues{
 		Root: cfg.ContainerdRoot(), State: cfg.ContainerdState(), Socket: cfg.ContainerdSocket(),
 		BinDir: n.binDir, CNIConfDir: cfg.CNIConfDir(), SandboxImage: config.DefaultSandboxImage,
 		SystemdCgroup: n.driver == "systemd", RestrictOOMScoreAdj: restrictOOM,
 		NodeName: cfg.NodeName, ClusterDNS: cfg.ClusterDNS.String(),
+		RegistryHostsDir: cfg.RegistryHostsDir(), RegistryAuths: registryAuths(cfg.Registries),
 	})
 	if err != nil {
 		return err

@@ -40,6 +40,16 @@ disabled_plugins = [
   snapshotter = "overlayfs"
   [plugins.'io.containerd.cri.v1.images'.pinned_images]
     sandbox = "{{ .SandboxImage }}"
+  # Mirrors and TLS per registry, from registries.yaml (--private-registry).
+  [plugins.'io.containerd.cri.v1.images'.registry]
+    config_path = "{{ .RegistryHostsDir }}"
+{{- range .RegistryAuths }}
+    [plugins.'io.containerd.cri.v1.images'.registry.configs.{{ quote .Host }}.auth]
+      username = {{ quote .Username }}
+      password = {{ quote .Password }}
+      auth = {{ quote .Auth }}
+      identitytoken = {{ quote .IdentityToken }}
+{{- end }}
 
 [plugins.'io.containerd.cri.v1.runtime']
   enable_selinux = false
@@ -67,6 +77,10 @@ type containerdValues struct {
 	SystemdCgroup        bool
 	RestrictOOMScoreAdj  bool
 	NodeName, ClusterDNS string
+	// RegistryHostsDir is containerd's config_path; RegistryAuths the
+	// credentials of registries.yaml (rendered with quote).
+	RegistryHostsDir string
+	RegistryAuths    []registryAuth
 }
 
 // writeContainerdConfig renders containerd's config.toml from the user's
@@ -84,7 +98,8 @@ func writeContainerdConfig(cfg *config.Agent, v containerdValues) (string, error
 	case !errors.Is(err, fs.ErrNotExist):
 		return "", fmt.Errorf("reading the containerd template %s: %w", user, err)
 	}
-	tmpl, err := template.New(source).Option("missingkey=error").Parse(text)
+	tmpl, err := template.New(source).Option("missingkey=error").
+		Funcs(template.FuncMap{"quote": quote}).Parse(text)
 	if err != nil {
 		return "", fmt.Errorf("containerd template %s: %w", source, err)
 	}

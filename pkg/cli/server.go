@@ -118,6 +118,7 @@ func addNodeFlags(fs *pflag.FlagSet, n *config.Node) {
 	fs.StringArrayVar(&n.ExtraKubeletArgs, "kubelet-arg", nil, "Extra kubelet flag as flag=value (repeatable)")
 	fs.StringArrayVar(&n.ExtraKubeProxyArgs, "kube-proxy-arg", nil, "Extra kube-proxy flag as flag=value (repeatable)")
 	fs.StringVar(&n.PprofAddress, "pprof-address", "", "Serve Go profiles of this process (/debug/pprof/) on this loopback host:port, e.g. 127.0.0.1:6060 (default: off)")
+	fs.StringVar(&n.PrivateRegistry, "private-registry", config.DefaultPrivateRegistry, "Registry mirrors, TLS and credentials for this node's image pulls, as k3s's registries.yaml (the default path may be absent)")
 	fs.DurationVar(&n.CertificateCheckInterval, "certificate-check-interval", config.DefaultCertificateCheckInterval, "How often certificates are checked while running; those within 120 days of expiry are renewed (0: only at start)")
 }
 

@@ -58,6 +58,10 @@ type Agent struct {
 	// RunDir holds containerd's socket and state, which must not outlive
 	// a reboot.
 	RunDir string
+
+	// Registries is the node's registries.yaml as read at start; nil when
+	// there is none.
+	Registries *Registries
 }
 
 // AgentDir is where the agent keeps its state.
@@ -93,6 +97,10 @@ func (a *Agent) ContainerdSocket() string {
 // ContainerdConfigDir holds containerd's rendered config and the user's
 // template override.
 func (a *Agent) ContainerdConfigDir() string { return filepath.Join(a.EtcDir(), "containerd") }
+
+// RegistryHostsDir holds containerd's hosts.toml per registry, rendered
+// from registries.yaml (containerd's config_path).
+func (a *Agent) RegistryHostsDir() string { return filepath.Join(a.ContainerdConfigDir(), "certs.d") }
 
 // CNIConfDir holds the pod network's CNI configuration.
 func (a *Agent) CNIConfDir() string { return filepath.Join(a.EtcDir(), "cni", "net.d") }

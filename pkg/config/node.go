@@ -37,6 +37,10 @@ type Node struct {
 	// PprofAddress, when set, serves the process's Go profiles
 	// (/debug/pprof/) on this loopback host:port.
 	PprofAddress string
+
+	// PrivateRegistry is the node's registries.yaml (mirrors, TLS,
+	// credentials); the default path may be absent.
+	PrivateRegistry string
 }
 
 // DefaultCertificateCheckInterval checks the certificates hourly: reading a
@@ -87,8 +91,13 @@ func NewAgent(dataDir string, node Node, serverURL, token string, defaultIP net.
 	if node.IP != "" {
 		ip = net.ParseIP(node.IP)
 	}
+	registries, err := LoadRegistries(node.PrivateRegistry)
+	if err != nil {
+		return nil, err
+	}
 	return &Agent{
 		DataDir: dataDir, Node: node, NodeName: name, NodeIP: ip,
 		ServerURL: serverURL, Token: token, RunDir: DefaultRunDir,
+		Registries: registries,
 	}, nil
 }

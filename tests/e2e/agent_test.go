@@ -34,10 +34,12 @@ func TestAgent(t *testing.T) {
 		t.Skip("the node agent needs root")
 	}
 	dataDir := filepath.Join(t.TempDir(), "data")
-	if err := harness.BuildBusybox(filepath.Join(dataDir, "agent", "images", "busybox.tar")); err != nil {
+	busyboxArchive := filepath.Join(dataDir, "agent", "images", "busybox.tar")
+	if err := harness.BuildBusybox(busyboxArchive); err != nil {
 		t.Fatal(err)
 	}
-	s := newServer(t, dataDir)
+	mirror, registries := startMirror(t)
+	s := newServer(t, dataDir, "--private-registry", registries)
 	s.Agent = true
 	notified := listenNotify(t, s)
 	t.Cleanup(func() { killall(t, s) })
@@ -53,6 +55,7 @@ func TestAgent(t *testing.T) {
 	checkLogsExecPortForward(t, s, pod)
 	checkDeploymentContainers(t, ctx, c, s)
 	checkMissingImage(t, ctx, c)
+	checkMirroredPull(t, ctx, c, mirror, busyboxArchive)
 
 	// A restart of the server keeps the pod running: same container, same IP.
 	before := mustGetPod(t, ctx, c, "default", pod.Name)
