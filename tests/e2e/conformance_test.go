@@ -26,10 +26,8 @@ import (
 // conformanceSkips are the specs skiff's conformance node cannot host, each
 // with why. They are listed in the report's summary, not dropped silently.
 var conformanceSkips = []conformanceSkip{
-	{`should have at least two untainted nodes`, "needs two schedulable nodes; not run on several yet"},
-	// TestMultiNode's cluster could host both, but its agents do not
-	// import the suite's images.
-	{`Daemon set .*should rollback without unnecessary restarts`, "needs two schedulable nodes; not run on several yet"},
+	{twoNodeSpecs[0], twoNodeReason},
+	{twoNodeSpecs[1], twoNodeReason},
 	// The spec pulls the kitten image through the node's registry mirror,
 	// mounts it as a volume and reads its data (which passes), then
 	// expects its /etc/os-release to name Alpine Linux: upstream builds
@@ -40,6 +38,15 @@ var conformanceSkips = []conformanceSkip{
 }
 
 type conformanceSkip struct{ pattern, reason string }
+
+// twoNodeSpecs are the [Conformance] specs that need two schedulable
+// nodes; TestMultiNode runs them on its three.
+var twoNodeSpecs = []string{
+	`should have at least two untainted nodes`,
+	`Daemon set .*should rollback without unnecessary restarts`,
+}
+
+const twoNodeReason = "needs two schedulable nodes: TestMultiNode runs it (make test)"
 
 // conformanceSelection is a part of the suite: the specs that carry labels
 // (a ginkgo label filter), which are those whose names match names, and
@@ -92,7 +99,7 @@ func runConformance(t *testing.T, selection conformanceSelection, reportDir stri
 		t.Fatal(err)
 	}
 	dataDir := filepath.Join(t.TempDir(), "data")
-	archives, err := linkImages(filepath.Join(bin, "images"), filepath.Join(dataDir, "agent", "images"))
+	archives, err := linkImages(bin, filepath.Join(dataDir, "agent", "images"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +114,7 @@ func runConformance(t *testing.T, selection conformanceSelection, reportDir stri
 	c := kubernetes.NewForConfigOrDie(mustRESTConfig(t, s))
 	waitNodeReady(t, ctx, c, time.Time{})
 	waitDeploymentAvailable(t, ctx, c, "kube-system", "coredns")
-	waitImagesImported(t, s, archives)
+	waitImagesImported(t, s.LogPath, archives)
 
 	kubectl := kubectlLink(t, s)
 	skip := make([]string, len(conformanceSkips))
@@ -166,12 +173,19 @@ func conformanceBin() (string, error) {
 	return dir, nil
 }
 
-// linkImages hard-links every archive in from into to, as a user drops
-// archives into <data-dir>/agent/images, and returns their new paths.
-func linkImages(from, to string) ([]string, error) {
-	archives, err := filepath.Glob(filepath.Join(from, "*.tar"))
+// linkImages hard-links the archives (every one in bin/conformance/images
+// when none is named) into to, as a user drops archives into
+// <data-dir>/agent/images, and returns their new paths.
+func linkImages(bin, to string, names ...string) ([]string, error) {
+	archives, err := filepath.Glob(filepath.Join(bin, "images", "*.tar"))
 	if err != nil || len(archives) == 0 {
-		return nil, fmt.Errorf("no image archives in %s (%v): run make conformance-bin", from, err)
+		return nil, fmt.Errorf("no image archives in %s (%v): run make conformance-bin", bin, err)
+	}
+	if len(names) > 0 {
+		archives = nil
+		for _, n := range names {
+			archives = append(archives, filepath.Join(bin, "images", n))
+		}
 	}
 	if err := os.MkdirAll(to, 0o755); err != nil {
 		return nil, err
@@ -224,13 +238,13 @@ func mirrorImages(t *testing.T, archives []string) string {
 	return path
 }
 
-// waitImagesImported waits until the agent has imported every archive: a
-// spec must not start a pod before its image is there, or the kubelet
-// tries to pull it and backs off.
-func waitImagesImported(t *testing.T, s *harness.Server, archives []string) {
+// waitImagesImported waits until the node whose log is logPath has
+// imported every archive: a spec must not start a pod before its image is
+// there, or the kubelet tries to pull it and backs off.
+func waitImagesImported(t *testing.T, logPath string, archives []string) {
 	t.Helper()
 	err := wait.PollUntilContextTimeout(context.Background(), time.Second, 5*time.Minute, true, func(context.Context) (bool, error) {
-		log, err := os.ReadFile(s.LogPath)
+		log, err := os.ReadFile(logPath)
 		if err != nil {
 			return false, err
 		}
@@ -242,7 +256,7 @@ func waitImagesImported(t *testing.T, s *harness.Server, archives []string) {
 		return true, nil
 	})
 	if err != nil {
-		t.Fatalf("the agent did not import the conformance images: %v", err)
+		t.Fatalf("the node did not import the conformance images (see %s): %v", logPath, err)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -163,6 +164,7 @@ func TestMultiNode(t *testing.T) {
 	t.Logf("pods across nodes: %s (a1) reached %s (a2) by IP and by Service name; NodePort %s answered on %v", client.Status.PodIP, web.Status.PodIP, nodePort, addresses)
 
 	c.checkNetworkPolicy(t, web, client)
+	c.checkTwoNodeConformance(t)
 	c.checkRefusedJoins(t)
 	c.checkNodeDownAndBack(t, web)
 }
@@ -331,4 +333,38 @@ func (c *cluster) exec(t *testing.T, pod *corev1.Pod, command ...string) string 
 	}
 	t.Errorf("kubectl exec %s -- %v: %v\n%s", pod.Name, command, err, out)
 	return string(out)
+}
+
+// checkTwoNodeConformance runs the [Conformance] specs a single node
+// cannot host (twoNodeSpecs) on the cluster's three nodes, each of which
+// first imports the agnhost image they run.
+func (c *cluster) checkTwoNodeConformance(t *testing.T) {
+	t.Helper()
+	bin, err := conformanceBin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := map[string]string{c.server.LogPath: filepath.Join(c.server.DataDir, "agent", "images")}
+	for _, a := range c.agents {
+		logs[a.LogPath] = filepath.Join(a.DataDir, "agent", "images")
+	}
+	for log, dir := range logs {
+		linked, err := linkImages(bin, dir, "agnhost-2.66.1.tar")
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitImagesImported(t, log, linked)
+	}
+	reportDir := t.TempDir()
+	suite := conformanceRun{bin: bin, kubeconfig: c.server.Kubeconfig(), kubectl: kubectlLink(t, c.server),
+		reportDir: reportDir, focus: strings.Join(twoNodeSpecs, "|")}
+	runErr := suite.run(t, "two-nodes", 1, "Conformance")
+	summary, err := summarize(reportDir, `\[Conformance\]`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(summary.Passed) != len(twoNodeSpecs) || len(summary.Failed) > 0 || runErr != nil {
+		t.Errorf("two-node conformance specs (ginkgo: %v):\n%s", runErr, summary.Brief())
+	}
+	t.Logf("two-node conformance specs passed: %v", summary.Passed)
 }
