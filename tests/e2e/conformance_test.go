@@ -206,12 +206,7 @@ func linkImages(bin, to string, names ...string) ([]string, error) {
 // registries of those names to it.
 func mirrorImages(t *testing.T, archives []string) string {
 	t.Helper()
-	dir := t.TempDir()
-	reg, err := harness.NewRegistry(filepath.Join(dir, "registry"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(reg.Close)
+	reg, path := newRegistry(t)
 	var registries []string
 	for _, a := range archives {
 		f, err := os.Open(a)
@@ -230,7 +225,6 @@ func mirrorImages(t *testing.T, archives []string) string {
 			registries = append(registries, host)
 		}
 	}
-	path := filepath.Join(dir, "registries.yaml")
 	if err := reg.WriteMirrors(path, registries...); err != nil {
 		t.Fatal(err)
 	}

@@ -17,9 +17,9 @@ import (
 // can only come through the mirror registries.yaml names.
 const mirroredRegistry = "mirror-only.skiff.test"
 
-// startMirror starts a registry in the test's process and writes the
-// registries.yaml (--private-registry) that mirrors mirroredRegistry to it.
-func startMirror(t *testing.T) (*harness.Registry, string) {
+// newRegistry starts a registry in the test's process, stopped when the
+// test ends, and returns it with the path for a registries.yaml beside it.
+func newRegistry(t *testing.T) (*harness.Registry, string) {
 	t.Helper()
 	dir := t.TempDir()
 	reg, err := harness.NewRegistry(filepath.Join(dir, "registry"))
@@ -27,7 +27,14 @@ func startMirror(t *testing.T) (*harness.Registry, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(reg.Close)
-	path := filepath.Join(dir, "registries.yaml")
+	return reg, filepath.Join(dir, "registries.yaml")
+}
+
+// startMirror starts a registry and writes the registries.yaml
+// (--private-registry) that mirrors mirroredRegistry to it.
+func startMirror(t *testing.T) (*harness.Registry, string) {
+	t.Helper()
+	reg, path := newRegistry(t)
 	if err := reg.WriteMirrors(path, mirroredRegistry); err != nil {
 		t.Fatal(err)
 	}
