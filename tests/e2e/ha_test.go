@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
 
 	"github.com/skiff-dev/skiff/tests/harness"
 )
@@ -246,9 +247,12 @@ func checkAgentKeptWorking(t *testing.T, ctx context.Context, client kubernetes.
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The kubelet renews every 10s: checked more than a grace period
-	// after the kill, a node that still reaches the API has renewed well
-	// after it.
+	// skiff's kubelet holds its Lease for 80 s and renews it every 20 s:
+	// checked more than a grace period after the kill, a node that still
+	// reaches the API has renewed well after it.
+	if d := lease.Spec.LeaseDurationSeconds; d == nil || *d != 80 {
+		t.Errorf("node %s's Lease lasts %v s, want skiff's 80", node, ptr.Deref(d, 0))
+	}
 	if renewed := lease.Spec.RenewTime.Time; renewed.Before(since.Add(10 * time.Second)) {
 		t.Errorf("node %s last renewed its lease %s after the server was killed", node, renewed.Sub(since).Round(time.Second))
 	} else {

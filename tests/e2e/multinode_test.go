@@ -22,8 +22,10 @@ import (
 )
 
 // nodeGracePeriod is how long the test cluster waits for a silent node
-// before it marks it NotReady.
-const nodeGracePeriod = 20 * time.Second
+// before it marks it NotReady: shorter than upstream's 50 s, but more than
+// two of the kubelet's node Lease renewals (every 20 s with skiff), so a
+// node that is alive never looks silent.
+const nodeGracePeriod = 45 * time.Second
 
 // cluster is harness.Cluster for a test: removed when the test ends, its
 // logs shown when it fails.
