@@ -1,6 +1,6 @@
 // Package memory holds skiff's process-wide memory settings: the garbage
-// collector's target, and dropping the binary's start-up pages once a
-// process has started.
+// collector's target, and what a process gives back once its start-up is
+// over (the binary's start-up pages, start-up's garbage).
 //
 // Why: skiff is one ~300 MB binary holding every component. Each process of
 // it (the server, its containerd) runs some 1,600 package initialisers at
@@ -16,7 +16,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -26,23 +25,6 @@ import (
 
 	"github.com/skiff-dev/skiff/internal/lifecycle"
 )
-
-// DefaultGCPercent is the garbage collector's target unless $GOGC sets
-// another: the heap may grow by half of what is live before a collection,
-// not by all of it. Measured with `make bench-footprint`: the server's
-// anonymous memory went from 273 to 218 MiB for 0.7% more of one core idle.
-const DefaultGCPercent = 50
-
-// SetGCPercent applies DefaultGCPercent unless the user's $GOGC (or
-// $GOMEMLIMIT, a limit they chose instead) says otherwise; children
-// started later (containerd) inherit it through $GOGC.
-func SetGCPercent() {
-	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" {
-		return
-	}
-	debug.SetGCPercent(DefaultGCPercent)
-	os.Setenv("GOGC", strconv.Itoa(DefaultGCPercent))
-}
 
 // DropStartupPages removes the pages of this process's own executable that
 // are mapped read-only and were never written (its code and read-only
@@ -150,34 +132,42 @@ func parseSmaps(data []byte) []mapping {
 	return out
 }
 
-// DropStartupPagesAfter is the part that calls DropStartupPages once, delay
-// after it starts: placed after the parts that say a process is ready, so
-// that what start-up touched is dropped, and what the running process uses
-// comes back before anyone measures it.
-func DropStartupPagesAfter(delay time.Duration) lifecycle.Component {
-	return lifecycle.Run("drop start-up pages", func(ctx context.Context) error {
+// SettleAfter is the part that calls settle once, delay after it starts:
+// placed after the parts that say a process is ready, so that what
+// start-up touched is dropped, and what the running process uses comes
+// back before anyone measures it.
+func SettleAfter(delay time.Duration) lifecycle.Component {
+	return lifecycle.Run("settle memory", func(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(delay):
 		}
-		dropAndLog()
+		settle()
 		<-ctx.Done()
 		return nil
 	})
 }
 
-// DropStartupPagesIn calls DropStartupPages once, delay from now, for a
-// process that runs no parts (skiff's containerd); it ends with the
-// process.
-func DropStartupPagesIn(delay time.Duration) {
+// SettleIn calls settle once, delay from now, for a process that runs no
+// parts (skiff's containerd); it ends with the process.
+func SettleIn(delay time.Duration) {
 	go func() {
 		time.Sleep(delay)
-		dropAndLog()
+		settle()
 	}()
 }
 
-func dropAndLog() {
+// settle ends start-up: it lowers the garbage collector's target to
+// SettledGCPercent (unless the user chose one), gives the heap that
+// start-up left free back to the system, and drops the binary's start-up
+// pages. In that order: a collection reads the binary's tables for every
+// goroutine's stack, and one after the drop would map again, as whole
+// folios, the pages it had just dropped.
+func settle() {
+	if percent, lowered := lowerGCPercent(); lowered {
+		klog.InfoS("Start-up is over: lowered the garbage collector's target and returned the free heap", "GOGC", percent)
+	}
 	dropped, err := DropStartupPages()
 	if err != nil {
 		// Only memory is at stake: say so, and run on.

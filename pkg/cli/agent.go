@@ -140,7 +140,7 @@ func runAgent(cfg *config.Agent) error {
 		parts = append([]lifecycle.Component{pprof}, parts...)
 	}
 	parts = append(parts, agent.Components(cfg)...)
-	parts = append(parts, agent.Ready(cfg, notifySocket), memory.DropStartupPagesAfter(startupSettles))
+	parts = append(parts, agent.Ready(cfg, notifySocket), memory.SettleAfter(startupSettles))
 	err := (&lifecycle.Runner{Components: parts}).Run(ctx)
 	klog.InfoS("skiff agent stopped")
 	return err

@@ -16,8 +16,9 @@ import (
 	"github.com/skiff-dev/skiff/pkg/config"
 )
 
-// containerdSettles is how long containerd keeps start-up's pages of the
-// binary: its node is Ready and the add-ons' images imported by then.
+// containerdSettles is how long containerd runs before it settles its
+// memory (memory.SettleIn): its node is Ready and the add-ons' images
+// imported by then.
 const containerdSettles = 30 * time.Second
 
 // newContainerdCommand is upstream containerd, run by the agent as a child
@@ -30,9 +31,9 @@ func newContainerdCommand() *cobra.Command {
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// The pages its start-up touched (the whole binary's package
-			// initialisers) go once the agent has had time to import its
-			// images.
-			memory.DropStartupPagesIn(containerdSettles)
+			// initialisers), and the garbage of importing the images, go
+			// once the agent has had time to import them.
+			memory.SettleIn(containerdSettles)
 			return command.App().Run(cmd.Context(), append([]string{"containerd"}, args...))
 		},
 	}

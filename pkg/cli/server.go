@@ -300,9 +300,9 @@ func runServer(cfg *config.Server) error {
 	return err
 }
 
-// startupSettles is how long after Ready a server or agent keeps start-up's
-// pages of the binary: the add-ons' images are imported and their pods
-// started by then.
+// startupSettles is how long after Ready a server or agent settles its
+// memory (memory.SettleAfter): the add-ons' images are imported and their
+// pods started by then.
 const startupSettles = 30 * time.Second
 
 // serverParts checks everything that can fail on bad input before it writes
@@ -338,13 +338,13 @@ func serverParts(ctx context.Context, cfg *config.Server) ([]lifecycle.Component
 		parts = append([]lifecycle.Component{pprof}, parts...)
 	}
 	if node == nil {
-		return append(parts, srv.Ready(), memory.DropStartupPagesAfter(startupSettles)), srv.Close, nil
+		return append(parts, srv.Ready(), memory.SettleAfter(startupSettles)), srv.Close, nil
 	}
 	// The server's own node joins it like any other node.
 	node.Token = srv.AgentToken().String()
 	parts = append(parts, agent.Join(node))
 	parts = append(parts, agent.Components(node)...)
-	return append(parts, agent.Ready(node, cfg.NotifySocket), memory.DropStartupPagesAfter(startupSettles)), srv.Close, nil
+	return append(parts, agent.Ready(node, cfg.NotifySocket), memory.SettleAfter(startupSettles)), srv.Close, nil
 }
 
 // setVerbosity sets klog's verbosity, which all in-process components share.
