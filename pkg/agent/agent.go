@@ -62,31 +62,51 @@ type node struct {
 	ctrd     *containerdProcess
 	client   *containerd.Client
 	importer *importer
+	// sandboxDone is closed once containerd answers and the pause image
+	// is in (sandboxErr says if not): the kubelet needs both.
+	sandboxDone chan struct{}
+	sandboxErr  error
 }
 
-// Components are the node's parts, in the order they start and the reverse
-// of the order they stop. The node's credentials (the kubeconfigs in cfg)
-// must exist when the first one starts. Stopping them stops the kubelet,
-// kube-proxy and containerd; containers keep running in their shims.
-func Components(cfg *config.Agent) []lifecycle.Component {
-	n := &node{cfg: cfg}
-	parts := []lifecycle.Component{
-		lifecycle.Step("node setup", n.setup),
-		lifecycle.Run("containerd", n.runContainerd).WithSetup(n.startContainerd).WithReady(n.containerdReady),
-		// The pause image and the archives already in the images
-		// directory are in before the kubelet starts; the other system
-		// images and archives added later are imported beside it.
-		lifecycle.Run("images", n.runImages).WithSetup(n.importSandbox),
-		lifecycle.Run("kubelet", n.runKubelet),
-		lifecycle.Run("kube-proxy", n.runKubeProxy),
-		lifecycle.Run("pod network", n.runPodNetwork),
-		lifecycle.Run("network policy", n.runNetworkPolicy),
-		lifecycle.Run("local-path provisioner", n.runLocalPath),
+// Parts are the node's parts, in the order they start and the reverse of
+// the order they stop, in two lists. Runtime needs nothing from the
+// cluster: the node's setup and containerd, which gets ready and imports
+// the pause image while whatever comes after it starts (a server starts it
+// before its control plane: containerd then uses the CPU the apiserver
+// leaves idle while it waits on its own start-up hooks). Kubernetes, the
+// kubelet and what runs beside it, needs the node's credentials (the
+// kubeconfigs in cfg) to exist, and starts once the pause image is in.
+// Stopping them stops the kubelet, kube-proxy and containerd; containers
+// keep running in their shims.
+type Parts struct {
+	Runtime, Kubernetes []lifecycle.Component
+}
+
+// Components are the node's parts.
+func Components(cfg *config.Agent) Parts {
+	n := &node{cfg: cfg, sandboxDone: make(chan struct{})}
+	p := Parts{
+		Runtime: []lifecycle.Component{
+			lifecycle.Step("node setup", n.setup),
+			lifecycle.Run("containerd", n.runContainerd).WithSetup(n.startContainerd),
+			lifecycle.Run("pause image", n.runSandbox),
+		},
+		Kubernetes: []lifecycle.Component{
+			// The other system images and archives added later are
+			// imported beside the kubelet: on a server, importing them
+			// while the apiserver starts delayed it by more than a second.
+			lifecycle.Run("images", n.runImages).WithSetup(n.waitSandbox),
+			lifecycle.Run("kubelet", n.runKubelet),
+			lifecycle.Run("kube-proxy", n.runKubeProxy),
+			lifecycle.Run("pod network", n.runPodNetwork),
+			lifecycle.Run("network policy", n.runNetworkPolicy),
+			lifecycle.Run("local-path provisioner", n.runLocalPath),
+		},
 	}
 	if cfg.Node.CertificateCheckInterval > 0 {
-		parts = append(parts, renewCertificates(cfg))
+		p.Kubernetes = append(p.Kubernetes, renewCertificates(cfg))
 	}
-	return parts
+	return p
 }
 
 // setup checks that the host can enforce NetworkPolicies, unpacks the node
@@ -113,9 +133,12 @@ func (n *node) setup(context.Context) error {
 	return nil
 }
 
-// importSandbox connects to containerd and imports the pause image and the
-// archives already in the images directory.
+// importSandbox waits for containerd, connects to it and imports the pause
+// image and the archives already in the images directory.
 func (n *node) importSandbox(ctx context.Context) error {
+	if err := n.containerdReady(ctx); err != nil {
+		return err
+	}
 	client, err := containerd.New(n.cfg.ContainerdSocket(), containerd.WithDefaultNamespace(config.ContainerdNamespace))
 	if err != nil {
 		return fmt.Errorf("connecting to containerd: %w", err)
@@ -138,10 +161,32 @@ func (n *node) importSandbox(ctx context.Context) error {
 	return nil
 }
 
+// runSandbox imports the pause image (importSandbox), says so to
+// waitSandbox, and keeps the containerd client the imports share until ctx
+// ends.
+func (n *node) runSandbox(ctx context.Context) error {
+	n.sandboxErr = n.importSandbox(ctx)
+	close(n.sandboxDone)
+	if n.sandboxErr != nil {
+		return n.sandboxErr
+	}
+	<-ctx.Done()
+	return n.client.Close()
+}
+
+// waitSandbox waits until runSandbox has the pause image in.
+func (n *node) waitSandbox(ctx context.Context) error {
+	select {
+	case <-n.sandboxDone:
+		return n.sandboxErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // runImages imports the other embedded images, then every archive in the
 // images directory, as they come, until ctx ends.
 func (n *node) runImages(ctx context.Context) error {
-	defer n.client.Close()
 	embedded, err := payload.Images()
 	if err != nil {
 		return err

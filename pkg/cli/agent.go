@@ -139,7 +139,9 @@ func runAgent(cfg *config.Agent) error {
 		}
 		parts = append([]lifecycle.Component{pprof}, parts...)
 	}
-	parts = append(parts, agent.Components(cfg)...)
+	nodeParts := agent.Components(cfg)
+	parts = append(parts, nodeParts.Runtime...)
+	parts = append(parts, nodeParts.Kubernetes...)
 	parts = append(parts, agent.Ready(cfg, notifySocket), memory.SettleAfter(startupSettles))
 	err := (&lifecycle.Runner{Components: parts}).Run(ctx)
 	klog.InfoS("skiff agent stopped")

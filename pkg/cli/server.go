@@ -333,17 +333,23 @@ func serverParts(ctx context.Context, cfg *config.Server) ([]lifecycle.Component
 		srv.Close()
 		return nil, nil, err
 	}
-	parts := srv.Components()
+	var parts []lifecycle.Component
 	if pprof != nil {
-		parts = append([]lifecycle.Component{pprof}, parts...)
+		parts = append(parts, pprof)
 	}
 	if node == nil {
+		parts = append(parts, srv.Components()...)
 		return append(parts, srv.Ready(), memory.SettleAfter(startupSettles)), srv.Close, nil
 	}
-	// The server's own node joins it like any other node.
+	// The node's container runtime first: it needs nothing from the
+	// control plane, and gets ready while the control plane starts. Then
+	// the server's own node joins it like any other node.
+	nodeParts := agent.Components(node)
+	parts = append(parts, nodeParts.Runtime...)
+	parts = append(parts, srv.Components()...)
 	node.Token = srv.AgentToken().String()
 	parts = append(parts, agent.Join(node))
-	parts = append(parts, agent.Components(node)...)
+	parts = append(parts, nodeParts.Kubernetes...)
 	return append(parts, agent.Ready(node, cfg.NotifySocket), memory.SettleAfter(startupSettles)), srv.Close, nil
 }
 
