@@ -60,11 +60,12 @@ rm -f "$out/bin.tar.gz" # the archive of earlier builds
 
 scripts/pause-image.sh "$tmp/pause.tar" "$arch"
 
-# CoreDNS, the coredns add-on's image: one static program, every plugin of
-# its standard build.
+# CoreDNS, the coredns add-on's image: one static program with the plugins
+# of its standard build less those that link a cloud SDK (see
+# scripts/payload/coredns/main.go).
 coredns=$(ver github.com/coredns/coredns)
 mkdir -p "$tmp/coredns"
-(cd scripts/payload && CGO_ENABLED=0 $cross go build -ldflags "-s -w" -o "$tmp/coredns/coredns" github.com/coredns/coredns)
+(cd scripts/payload && CGO_ENABLED=0 $cross go build -ldflags "-s -w" -o "$tmp/coredns/coredns" ./coredns)
 go run ./scripts/mkimage -arch "$arch" -name "localhost/skiff/coredns:$coredns" -rootfs "$tmp/coredns" \
 	-entrypoint /coredns -o "$tmp/coredns.tar"
 
