@@ -14,7 +14,8 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	_ "github.com/caddyserver/caddy/v2/modules/caddytls"
-	"k8s.io/client-go/kubernetes"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	typednetworkingv1 "k8s.io/client-go/kubernetes/typed/networking/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
@@ -43,7 +44,10 @@ func main() {
 		klog.ErrorS(err, "skiff-ingress runs in a pod: no in-cluster configuration")
 		os.Exit(1)
 	}
-	client, err := kubernetes.NewForConfig(cfg)
+	var client ingress.Clients
+	if client.Core, err = typedcorev1.NewForConfig(cfg); err == nil {
+		client.Networking, err = typednetworkingv1.NewForConfig(cfg)
+	}
 	if err != nil {
 		klog.ErrorS(err, "Creating the Kubernetes client")
 		os.Exit(1)
