@@ -60,14 +60,21 @@ rm -f "$out/bin.tar.gz" # the archive of earlier builds
 
 scripts/pause-image.sh "$tmp/pause.tar" "$arch"
 
-# CoreDNS, the coredns add-on's image: one static program with the plugins
-# of its standard build less those that link a cloud SDK (see
-# scripts/payload/coredns/main.go).
-coredns=$(ver github.com/coredns/coredns)
-mkdir -p "$tmp/coredns"
-(cd scripts/payload && CGO_ENABLED=0 $cross go build -ldflags "-s -w" -o "$tmp/coredns/coredns" ./coredns)
-go run ./scripts/mkimage -arch "$arch" -name "localhost/skiff/coredns:$coredns" -rootfs "$tmp/coredns" \
+# CoreDNS and skiff-ingress (Caddy configured from Ingresses), the coredns
+# and ingress add-ons' images: one static program that runs as either, by
+# the name of the link it is started through (see scripts/payload/addons).
+# Both images are made from the same directory, so their one layer is the
+# same blob: containerd unpacks it once, and the two pods share its pages.
+coredns=$(cd scripts/payload/addons && go list -m -f '{{.Version}}' github.com/coredns/coredns)
+caddy=$(cd scripts/payload/addons && go list -m -f '{{.Version}}' github.com/caddyserver/caddy/v2)
+mkdir -p "$tmp/addons"
+(cd scripts/payload/addons && CGO_ENABLED=0 $cross go build -ldflags "-s -w" -o "$tmp/addons/addons" .)
+ln -s addons "$tmp/addons/coredns"
+ln -s addons "$tmp/addons/skiff-ingress"
+go run ./scripts/mkimage -arch "$arch" -name "localhost/skiff/coredns:$coredns" -rootfs "$tmp/addons" \
 	-entrypoint /coredns -o "$tmp/coredns.tar"
+go run ./scripts/mkimage -arch "$arch" -name "localhost/skiff/ingress-caddy:$caddy" -rootfs "$tmp/addons" \
+	-entrypoint /skiff-ingress -o "$tmp/ingress.tar"
 
 # metrics-server, the metrics add-on's image, from its own module (see
 # scripts/payload/metrics/go.mod).
@@ -76,14 +83,6 @@ mkdir -p "$tmp/metrics-server"
 (cd scripts/payload/metrics && CGO_ENABLED=0 $cross go build -ldflags "-s -w" -o "$tmp/metrics-server/metrics-server" sigs.k8s.io/metrics-server/cmd/metrics-server)
 go run ./scripts/mkimage -arch "$arch" -name "localhost/skiff/metrics-server:$metrics" -rootfs "$tmp/metrics-server" \
 	-entrypoint /metrics-server -o "$tmp/metrics-server.tar"
-
-# skiff-ingress, the ingress add-on's image: Caddy configured from Ingresses,
-# from its own module (see pkg/ingress/go.mod).
-caddy=$(cd pkg/ingress && go list -m -f '{{.Version}}' github.com/caddyserver/caddy/v2)
-mkdir -p "$tmp/ingress"
-(cd pkg/ingress && CGO_ENABLED=0 $cross go build -ldflags "-s -w" -o "$tmp/ingress/skiff-ingress" ./cmd/skiff-ingress)
-go run ./scripts/mkimage -arch "$arch" -name "localhost/skiff/ingress-caddy:$caddy" -rootfs "$tmp/ingress" \
-	-entrypoint /skiff-ingress -o "$tmp/ingress.tar"
 
 # The images' digests, so the agent knows each one's content at start
 # without reading it.

@@ -1,8 +1,9 @@
-// The ingress add-on's program: Caddy's HTTP server and reverse proxy,
+// The ingress add-on's controller: Caddy's HTTP server and reverse proxy,
 // configured from the cluster's Ingress objects. A module of its own: Caddy's
 // dependencies (QUIC, CEL, certificate management) are not ones skiff's
-// Kubernetes components should be built with; it is built into an image by
-// scripts/build-payload.sh and never linked into skiff.
+// Kubernetes components should be built with; it is linked into the add-ons'
+// program (scripts/payload/addons), built into an image by
+// scripts/build-payload.sh, and never into skiff.
 module github.com/skiff-dev/skiff/pkg/ingress
 
 go 1.26.6

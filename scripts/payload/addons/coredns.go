@@ -1,4 +1,4 @@
-// CoreDNS for the coredns add-on's image: upstream's program with every
+// CoreDNS, as the coredns add-on's image runs it: upstream's program with every
 // plugin of its standard build (core/plugin/zplugin.go, in the same order)
 // except those that link a cloud provider's or an external service's SDK:
 // azure, clouddns, route53 and dnssec (its AWS Secrets Manager keys), trace
@@ -69,4 +69,5 @@ import (
 	_ "github.com/coredns/coredns/plugin/whoami"
 )
 
-func main() { coremain.Run() }
+// runCoreDNS is upstream's main: coremain reads its own flags (-conf ...).
+func runCoreDNS() { coremain.Run() }

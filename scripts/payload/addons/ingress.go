@@ -1,5 +1,3 @@
-// Command skiff-ingress is the ingress add-on's program: Caddy serving the
-// cluster's Ingresses of one IngressClass (see package ingress).
 package main
 
 import (
@@ -22,17 +20,21 @@ import (
 	"github.com/skiff-dev/skiff/pkg/ingress"
 )
 
-func main() {
+// runIngress is skiff-ingress: Caddy serving the cluster's Ingresses of one
+// IngressClass (see package ingress). Its flags are a set of its own, apart
+// from those CoreDNS's packages put on the program's default set.
+func runIngress(args []string) {
+	flags := flag.NewFlagSet("skiff-ingress", flag.ExitOnError)
 	var opts ingress.Options
-	flag.StringVar(&opts.Class, "ingress-class", "caddy", "the IngressClass to serve")
-	flag.StringVar(&opts.Controller, "controller", "skiff.dev/ingress-caddy", "the spec.controller of that IngressClass")
-	flag.IntVar(&opts.Ports.HTTP, "http-port", 8080, "port Caddy serves HTTP on")
-	flag.IntVar(&opts.Ports.HTTPS, "https-port", 8443, "port Caddy serves HTTPS on")
-	flag.StringVar(&opts.PublishService, "publish-service", "", "namespace/name of the Service whose addresses go into the Ingresses' status")
-	flag.StringVar(&opts.StateDir, "state-dir", "/tmp/caddy", "where Caddy keeps its few files (writable)")
-	klog.InitFlags(nil)
-	flag.Parse()
-	klog.InfoS("Starting skiff-ingress", "args", os.Args[1:])
+	flags.StringVar(&opts.Class, "ingress-class", "caddy", "the IngressClass to serve")
+	flags.StringVar(&opts.Controller, "controller", "skiff.dev/ingress-caddy", "the spec.controller of that IngressClass")
+	flags.IntVar(&opts.Ports.HTTP, "http-port", 8080, "port Caddy serves HTTP on")
+	flags.IntVar(&opts.Ports.HTTPS, "https-port", 8443, "port Caddy serves HTTPS on")
+	flags.StringVar(&opts.PublishService, "publish-service", "", "namespace/name of the Service whose addresses go into the Ingresses' status")
+	flags.StringVar(&opts.StateDir, "state-dir", "/tmp/caddy", "where Caddy keeps its few files (writable)")
+	klog.InitFlags(flags)
+	_ = flags.Parse(args) // ExitOnError
+	klog.InfoS("Starting skiff-ingress", "args", args)
 	// Caddy's instance ID goes under XDG_DATA_HOME, the rest under
 	// --state-dir: keep both in the one writable place.
 	if os.Getenv("XDG_DATA_HOME") == "" {
