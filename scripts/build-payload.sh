@@ -60,29 +60,24 @@ rm -f "$out/bin.tar.gz" # the archive of earlier builds
 
 scripts/pause-image.sh "$tmp/pause.tar" "$arch"
 
-# CoreDNS and skiff-ingress (Caddy configured from Ingresses), the coredns
-# and ingress add-ons' images: one static program that runs as either, by
-# the name of the link it is started through (see scripts/payload/addons).
-# Both images are made from the same directory, so their one layer is the
-# same blob: containerd unpacks it once, and the two pods share its pages.
-coredns=$(cd scripts/payload/addons && go list -m -f '{{.Version}}' github.com/coredns/coredns)
-caddy=$(cd scripts/payload/addons && go list -m -f '{{.Version}}' github.com/caddyserver/caddy/v2)
+# CoreDNS, metrics-server and skiff-ingress (Caddy configured from
+# Ingresses), the coredns, metrics-server and ingress add-ons' images: one
+# static program that runs as any of them, by the name of the link it is
+# started through (see scripts/payload/addons). The images are made from the
+# same directory, so their one layer is the same blob: containerd unpacks it
+# once, and the pods share its pages.
+addon_version() { (cd scripts/payload/addons && go list -m -f '{{.Version}}' "$1"); }
 mkdir -p "$tmp/addons"
 (cd scripts/payload/addons && CGO_ENABLED=0 $cross go build -ldflags "-s -w" -o "$tmp/addons/addons" .)
-ln -s addons "$tmp/addons/coredns"
-ln -s addons "$tmp/addons/skiff-ingress"
-go run ./scripts/mkimage -arch "$arch" -name "localhost/skiff/coredns:$coredns" -rootfs "$tmp/addons" \
-	-entrypoint /coredns -o "$tmp/coredns.tar"
-go run ./scripts/mkimage -arch "$arch" -name "localhost/skiff/ingress-caddy:$caddy" -rootfs "$tmp/addons" \
-	-entrypoint /skiff-ingress -o "$tmp/ingress.tar"
-
-# metrics-server, the metrics add-on's image, from its own module (see
-# scripts/payload/metrics/go.mod).
-metrics=$(cd scripts/payload/metrics && go list -m -f '{{.Version}}' sigs.k8s.io/metrics-server)
-mkdir -p "$tmp/metrics-server"
-(cd scripts/payload/metrics && CGO_ENABLED=0 $cross go build -ldflags "-s -w" -o "$tmp/metrics-server/metrics-server" sigs.k8s.io/metrics-server/cmd/metrics-server)
-go run ./scripts/mkimage -arch "$arch" -name "localhost/skiff/metrics-server:$metrics" -rootfs "$tmp/metrics-server" \
-	-entrypoint /metrics-server -o "$tmp/metrics-server.tar"
+for name in coredns metrics-server skiff-ingress; do
+	ln -s addons "$tmp/addons/$name"
+done
+addon_image() { # archive image-name entrypoint
+	go run ./scripts/mkimage -arch "$arch" -name "$2" -rootfs "$tmp/addons" -entrypoint "$3" -o "$tmp/$1"
+}
+addon_image coredns.tar "localhost/skiff/coredns:$(addon_version github.com/coredns/coredns)" /coredns
+addon_image metrics-server.tar "localhost/skiff/metrics-server:$(addon_version sigs.k8s.io/metrics-server)" /metrics-server
+addon_image ingress.tar "localhost/skiff/ingress-caddy:$(addon_version github.com/caddyserver/caddy/v2)" /skiff-ingress
 
 # The images' digests, so the agent knows each one's content at start
 # without reading it.
