@@ -184,8 +184,9 @@ func (n *node) waitSandbox(ctx context.Context) error {
 	}
 }
 
-// runImages imports the other embedded images, then every archive in the
-// images directory, as they come, until ctx ends.
+// runImages imports the cluster DNS's image, then the archives in the
+// images directory, then the other embedded images, and after that every
+// archive added to the directory, as they come, until ctx ends.
 func (n *node) runImages(ctx context.Context) error {
 	embedded, err := payload.Images()
 	if err != nil {
@@ -200,11 +201,16 @@ func (n *node) runImages(ctx context.Context) error {
 			return fmt.Errorf("system images: %w", err)
 		}
 	}
-	if err := n.importer.importEmbedded(ctx, embedded); err != nil && ctx.Err() == nil {
-		return fmt.Errorf("system images: %w", err)
-	}
-	n.importer.watchDir(ctx, n.cfg.ImagesDir())
-	return nil
+	// The user's archives before metrics-server's and the ingress's: the
+	// kubelet backs a pod whose image is missing off for 10 s and more
+	// (ErrImageNeverPull), longer than those imports take, and the
+	// user's pods are the ones waiting.
+	return n.importer.watchDir(ctx, n.cfg.ImagesDir(), func() error {
+		if err := n.importer.importEmbedded(ctx, embedded); err != nil && ctx.Err() == nil {
+			return fmt.Errorf("system images: %w", err)
+		}
+		return nil
+	})
 }
 
 func (n *node) runKubelet(ctx context.Context) error {

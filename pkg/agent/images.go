@@ -68,18 +68,23 @@ func (im *importer) importEmbedded(ctx context.Context, archives map[string]payl
 	return g.Wait()
 }
 
-// watchDir imports every archive in dir, and archives added or changed
-// later, until ctx ends. A file is imported once its size and modification
-// time have stayed the same for one scan, so a copy in progress is not read.
-func (im *importer) watchDir(ctx context.Context, dir string) {
+// watchDir imports every archive in dir, runs afterFirstScan, then imports
+// archives added or changed later, until ctx ends or afterFirstScan fails.
+// A file is imported once its size and modification time have stayed the
+// same for one scan, so a copy in progress is not read.
+func (im *importer) watchDir(ctx context.Context, dir string, afterFirstScan func() error) error {
 	seen, failed := map[string]string{}, map[string]string{}
+	im.scan(ctx, dir, seen, failed)
+	if err := afterFirstScan(); err != nil {
+		return err
+	}
 	for {
-		im.scan(ctx, dir, seen, failed)
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-time.After(imageScanInterval):
 		}
+		im.scan(ctx, dir, seen, failed)
 	}
 }
 
