@@ -7,7 +7,9 @@ import (
 )
 
 // runMetricsServer is upstream metrics-server's main (cmd/metrics-server),
-// which reads its own flags through cobra.
+// which reads its own flags through cobra, less one line: upstream sets
+// GOMAXPROCS to the host's CPU count, and this leaves Go's default, which
+// also honours a CPU limit set on the pod.
 func runMetricsServer() {
 	logs.InitLogs()
 	defer logs.FlushLogs()
