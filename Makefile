@@ -97,8 +97,10 @@ test-unit: build
 
 # The release is built too: the arm64 artifact is tested under qemu. The
 # conformance suite's API subset runs here too (TestConformanceAPI).
+# scripts/go-test.sh repeats the failing tests' messages at the end, below
+# the logs their cleanups print.
 test-e2e: build release conformance-bin
-	SKIFF_BIN=$(CURDIR)/$(BIN) SKIFF_DIST=$(CURDIR)/dist $(GO) test $(GO_TAGS) -count=1 -timeout 60m -v ./tests/e2e/...
+	SKIFF_BIN=$(CURDIR)/$(BIN) SKIFF_DIST=$(CURDIR)/dist scripts/go-test.sh $(GO) test $(GO_TAGS) -count=1 -timeout 60m -v ./tests/e2e/...
 
 # As root, `make test` first installs what the tests need (the way CI does,
 # through .ci/run), and afterwards removes every process, mount, interface

@@ -2,15 +2,18 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
 
 	"github.com/skiff-dev/skiff/tests/harness"
 )
@@ -61,12 +64,22 @@ func checkTwoServersShareADatastore(t *testing.T, s *harness.Server, endpoint st
 	// for the lease of its previous run to expire; a second server started
 	// then could win it, and there would be nothing to take over.
 	c := kubernetes.NewForConfigOrDie(mustRESTConfig(t, s))
+	var last string
 	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		if exited, err := s.Exited(); exited {
+			return false, fmt.Errorf("the server exited (%v); see its log below", err)
+		}
 		lease, err := c.CoordinationV1().Leases("kube-system").Get(ctx, "kube-controller-manager", metav1.GetOptions{})
-		return err == nil && lease.Spec.AcquireTime != nil && lease.Spec.AcquireTime.After(s.StartedAt()), nil
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		last = describeLease(lease)
+		return lease.Spec.AcquireTime != nil && lease.Spec.AcquireTime.After(s.StartedAt()), nil
 	})
 	if err != nil {
-		t.Fatalf("the first server's controller-manager did not take the lease after its restart: %v", err)
+		t.Fatalf("the first server's controller-manager did not take the lease after its restart at %s: %v; the lease last: %s",
+			s.StartedAt().Format(time.StampMicro), err, last)
 	}
 	token := readToken(t, filepath.Join(s.DataDir, "server", "token"))
 	s2 := startServer(t, "--datastore-endpoint", endpoint, "--server", "https://127.0.0.1:"+strconv.Itoa(s.Port), "--token", token,
@@ -87,12 +100,26 @@ func checkTwoServersShareADatastore(t *testing.T, s *harness.Server, endpoint st
 		d, err := c2.AppsV1().Deployments("default").Get(ctx, "after-kill", metav1.GetOptions{})
 		return err == nil && d.Status.ReadyReplicas == 3, nil
 	})
-	if err != nil {
-		t.Fatalf("a Deployment made after the first server was killed: %v", err)
+	lease, leaseErr := c2.CoordinationV1().Leases("kube-system").Get(ctx, "kube-controller-manager", metav1.GetOptions{})
+	if leaseErr != nil {
+		t.Fatal(leaseErr)
 	}
-	lease, err = c2.CoordinationV1().Leases("kube-system").Get(ctx, "kube-controller-manager", metav1.GetOptions{})
-	if err != nil || *lease.Spec.HolderIdentity == first {
-		t.Errorf("the controller-manager's lease did not move from %s: %v", first, err)
+	if err != nil {
+		t.Fatalf("a Deployment made after the first server was killed: %v; the controller-manager's lease: %s", err, describeLease(lease))
+	}
+	if ptr.Deref(lease.Spec.HolderIdentity, "") == first {
+		t.Errorf("the controller-manager's lease did not move from %s: %s", first, describeLease(lease))
 	}
 	t.Logf("the second server's controllers took over: a Deployment made after the kill was ready %s later", time.Since(killed).Round(100*time.Millisecond))
+}
+
+func describeLease(l *coordinationv1.Lease) string {
+	stamp := func(t *metav1.MicroTime) string {
+		if t == nil {
+			return "none"
+		}
+		return t.Format(time.StampMicro)
+	}
+	return fmt.Sprintf("holder %q, acquired %s, renewed %s", ptr.Deref(l.Spec.HolderIdentity, ""),
+		stamp(l.Spec.AcquireTime), stamp(l.Spec.RenewTime))
 }
