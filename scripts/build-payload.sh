@@ -2,10 +2,10 @@
 # Usage: scripts/build-payload.sh [GOARCH]
 #
 # Builds the node payload embedded in the skiff binary for GOARCH (default:
-# this machine's): runc, the runc v2 shim and the CNI plugins (from the
-# module in scripts/payload), packed as a deterministic bin.tar.zst with a
-# SHA256SUMS of its files, plus the system images as OCI archives for that
-# architecture. Outputs go to pkg/payload/data/GOARCH and are replaced only
+# this machine's): containerd, runc, the runc v2 shim and the CNI plugins
+# (from the module in scripts/payload), packed as a deterministic
+# bin.tar.zst with a SHA256SUMS of its files, plus the system images as OCI
+# archives for that architecture. Outputs go to pkg/payload/data/GOARCH and are replaced only
 # when their bytes change, so an unchanged payload does not relink skiff.
 # Another architecture is a cross build (scripts/cross.sh).
 #
@@ -32,11 +32,15 @@ fi
 	-ldflags "-s -w -X main.version=$(ver github.com/opencontainers/runc | sed 's/^v//') -extldflags -static" \
 	-o "$tmp/bin/runc" github.com/opencontainers/runc)
 
-# The shim and the plugins need no libc: build them without cgo so they are
-# static too.
+# containerd, the shim and the plugins need no libc: build them without cgo
+# so they are static too (containerd then has no btrfs snapshotter, as in
+# its own static releases; the node uses overlayfs). containerd is a
+# program of its own, not a command of skiff's: as one it ran every
+# initialiser of Kubernetes' packages and mapped skiff's code, for 27 MiB
+# more PSS (make bench-footprint).
 (cd scripts/payload && CGO_ENABLED=0 $cross go build \
 	-ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$(ver github.com/containerd/containerd/v2)" \
-	-o "$tmp/bin/" github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2)
+	-o "$tmp/bin/" github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2)
 (cd scripts/payload && CGO_ENABLED=0 $cross go build \
 	-ldflags "-s -w -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$(ver github.com/containernetworking/plugins)" \
 	-o "$tmp/bin/" \

@@ -30,11 +30,13 @@ descendants() {
 		}'
 }
 
-# The skiff processes of this data dir (server, agent, and containerd, which
-# runs as `skiff containerd --config <data-dir>/agent/...`).
+# The skiff processes (server, agent) and this data dir's containerd: the
+# payload's <data-dir>/data/<hash>/bin/containerd, or `skiff containerd
+# --config <data-dir>/agent/...` as versions before 2026-12 ran it.
 skiff_pids() {
 	ps -e -o pid= -o args= | awk -v d="$DATA_DIR" '
-		$2 ~ /(^|\/)skiff$/ && ($3 == "server" || $3 == "agent" || ($3 == "containerd" && index($0, d "/agent/"))) { print $1 }'
+		$2 ~ /(^|\/)skiff$/ && ($3 == "server" || $3 == "agent" || ($3 == "containerd" && index($0, d "/agent/"))) { print $1 }
+		index($2, d "/data/") == 1 && $2 ~ /\/bin\/containerd$/ { print $1 }'
 }
 
 # The runc shims started from this data dir's payload.

@@ -11,9 +11,9 @@ pkill -f "$PWD/dist/skiff-" 2>/dev/null
 for dir in /tmp/Test*/*/data /tmp/Test*/*/*/data /tmp/skiff-bench-*/* /tmp/skiff-bench-*/*/data; do
 	[ -d "$dir/agent" ] && SKIFF_DATA_DIR=$dir scripts/skiff-killall.sh
 done
-# Runc shims of a test whose data dir is gone (removed while they ran):
-# their data dirs, from their command lines.
-for dir in $(ps -e -o args= | sed -n 's#^\(/tmp/[^ ]*\)/data/[0-9a-f]*/bin/containerd-shim-runc-v2 .*#\1#p' | sort -u); do
+# containerd and runc shims of a test whose data dir is gone (removed
+# while they ran): their data dirs, from their command lines.
+for dir in $(ps -e -o args= | sed -n 's#^\(/tmp/[^ ]*\)/data/[0-9a-f]*/bin/containerd\(-shim-runc-v2\)* .*#\1#p' | sort -u); do
 	SKIFF_DATA_DIR=$dir scripts/skiff-killall.sh
 done
 # The multi-node harness's agents (tests/harness) have data dirs matched

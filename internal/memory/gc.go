@@ -22,13 +22,14 @@ const (
 	SettledGCPercent = 25
 )
 
-// gcChosenEnv tells skiff's child processes (containerd) that $GOGC is
-// skiff's choice, not the user's, so that they lower it once settled too.
+// gcChosenEnv tells a skiff process started from another one's environment
+// that $GOGC is skiff's choice, not the user's, so that it lowers it once
+// settled too.
 const gcChosenEnv = "SKIFF_GOGC_CHOSEN"
 
 // SetGCPercent applies StartGCPercent unless the user's $GOGC (or
 // $GOMEMLIMIT, a limit they chose instead) says otherwise; children
-// started later (containerd) inherit it through $GOGC.
+// started later inherit it through $GOGC (containerd, which keeps it).
 func SetGCPercent() {
 	if userChoseGC() {
 		return

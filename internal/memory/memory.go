@@ -3,8 +3,8 @@
 // over (the binary's start-up pages, start-up's garbage).
 //
 // Why: skiff is one ~300 MB binary holding every component. Each process of
-// it (the server, its containerd) runs some 1,600 package initialisers at
-// start, and the server reads the embedded images through the binary's
+// it (a server, an agent) runs some 1,600 package initialisers at start,
+// and the server reads the embedded images through the binary's
 // mapping; those pages stay mapped, and counted in RSS and PSS, long after
 // they were last used. They are clean pages of the file, so giving them
 // back costs nothing but a page fault for the few that are used again.
@@ -149,23 +149,12 @@ func SettleAfter(delay time.Duration) lifecycle.Component {
 	})
 }
 
-// SettleIn calls settle once, delay from now, for a process that runs no
-// parts (skiff's containerd); it ends with the process.
-func SettleIn(delay time.Duration) {
-	go func() {
-		time.Sleep(delay)
-		settle()
-	}()
-}
-
 // settle ends start-up: it lowers the garbage collector's target to
 // SettledGCPercent (unless the user chose one), gives the heap that
 // start-up left free back to the system, and drops the binary's start-up
 // pages. In that order: a collection reads the binary's tables for every
 // goroutine's stack, so it runs before the drop rather than mapping those
-// pages again, as whole folios, right after it. (Here that made no
-// difference that smaps could show: containerd keeps the same folios
-// mapped, so they stay large either way.)
+// pages again, as whole folios, right after it.
 func settle() {
 	if percent, lowered := lowerGCPercent(); lowered {
 		klog.InfoS("Start-up is over: lowered the garbage collector's target and returned the free heap", "GOGC", percent)

@@ -22,9 +22,9 @@ import (
 	"github.com/skiff-dev/skiff/pkg/hostcheck"
 )
 
-// containerdProcess is containerd running as a child of skiff (`skiff
-// containerd`), so that its own signal handling, logging and plugins stay in
-// their own process.
+// containerdProcess is containerd running as a child of skiff, the
+// upstream program from the node payload (binDir), so that its own signal
+// handling, logging and plugins stay in their own process.
 type containerdProcess struct {
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -62,10 +62,6 @@ func (n *node) startContainerd(context.Context) error {
 	if err != nil {
 		return err
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
 	for _, dir := range []string{cfg.ContainerdRoot(), cfg.ContainerdState()} {
 		if err := os.MkdirAll(dir, 0o711); err != nil {
 			return err
@@ -77,15 +73,15 @@ func (n *node) startContainerd(context.Context) error {
 		return fmt.Errorf("opening containerd's log: %w", err)
 	}
 	defer logFile.Close() // the child has its own descriptor
-	args := []string{"containerd", "--config", configPath}
-	cmd := exec.Command(self, args...)
+	args := []string{filepath.Join(n.binDir, "containerd"), "--config", configPath}
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(withoutEnv(os.Environ(), "PATH", "NOTIFY_SOCKET"),
 		"PATH="+n.binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// Its own process group: a Ctrl-C at the terminal reaches skiff, which
 	// stops containerd last, after the kubelet.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	klog.InfoS("Running containerd", "args", strings.Join(args[1:], " "), "log", logPath, "path", n.binDir)
+	klog.InfoS("Running containerd", "args", strings.Join(args, " "), "log", logPath, "path", n.binDir)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting containerd: %w", err)
 	}

@@ -20,7 +20,7 @@ func NewRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServerCommand(), newAgentCommand(), newTokenCommand(), newEtcdCommand(), newCertificateCommand(), newSecretsEncryptCommand(), newDatastoreCommand(), newSnapshotCommand("etcd-snapshot"), newConfigCommand(), newKubectlCommand(), newCtrCommand(), newContainerdCommand(), newCheckConfigCommand(), newCrictlCommand(), &cobra.Command{
+	root.AddCommand(newServerCommand(), newAgentCommand(), newTokenCommand(), newEtcdCommand(), newCertificateCommand(), newSecretsEncryptCommand(), newDatastoreCommand(), newSnapshotCommand("etcd-snapshot"), newConfigCommand(), newKubectlCommand(), newCtrCommand(), newCheckConfigCommand(), newCrictlCommand(), &cobra.Command{
 		Use:   "version",
 		Short: "Print skiff's and Kubernetes' versions",
 		Args:  cobra.NoArgs,

@@ -539,7 +539,7 @@ func killall(t *testing.T, s *harness.Server) {
 }
 
 // hostLeftovers lists what skiff may leave behind: processes running from
-// the data dir or as `skiff containerd`, mounts, the pod bridge, pod network
+// the data dir (containerd, the shims, containers), mounts, the pod bridge, pod network
 // namespaces and netfilter rules of kube-proxy or the CNI plugins.
 func hostLeftovers(dataDir string) []string {
 	var found []string
