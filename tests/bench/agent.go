@@ -97,7 +97,7 @@ func benchAgent(runs int, idle time.Duration, serverArgs []string) error {
 	memory("runc shims", func(m harness.NodeMemory) harness.Memory { return m.Shims })
 	memory("containers (add-ons, pods)", func(m harness.NodeMemory) harness.Memory { return m.Containers })
 	memory("whole tree", harness.NodeMemory.Total)
-	fmt.Println("  (PSS counts pages shared between processes, such as the skiff binary's code that the server and its containerd both map, once; RSS counts them in each process)")
+	fmt.Println("  (PSS counts pages shared between processes, such as the add-on pods' one program, once; RSS counts them in each process)")
 	return nil
 }
 

@@ -154,7 +154,7 @@ func printHeap(rs []footprintRun) {
 		}
 		return median(xs)
 	}
-	fmt.Printf("  PSS %.0f MiB: anonymous %.0f MiB, the rest the binary's pages (shared with containerd)\n",
+	fmt.Printf("  PSS %.0f MiB: anonymous %.0f MiB, the rest the binary's pages\n",
 		part(func(m harness.Memory) int64 { return m.PSS }), part(func(m harness.Memory) int64 { return m.Anon }))
 	fmt.Printf("  Go heap: in use %.0f MiB, live after GC %.0f MiB, idle not yet returned %.0f MiB, returned %.0f MiB; stacks %.0f MiB; next GC at %.0f MiB\n",
 		stat("HeapInuse"), stat("HeapAlloc"), stat("HeapIdle")-stat("HeapReleased"), stat("HeapReleased"), stat("Stack"), stat("NextGC"))

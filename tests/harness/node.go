@@ -69,8 +69,9 @@ func Killall(dataDir string) error {
 
 // Memory is what a set of processes holds in memory, in bytes. RSS counts
 // each process's resident pages in full; PSS shares pages mapped by several
-// processes among them, so summing it counts the skiff binary's code, which
-// the server and its containerd both map, once.
+// processes among them, so summing it counts a binary's code that several
+// processes map (an agent's and a server's skiff on one host, the add-on
+// pods' program), once.
 //
 // Anon counts anonymous memory only (heap, stacks): what the processes
 // allocated, which neither RSS nor PSS isolates when other processes of the
