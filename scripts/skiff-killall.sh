@@ -32,7 +32,7 @@ descendants() {
 
 # The skiff processes (server, agent) and this data dir's containerd: the
 # payload's <data-dir>/data/<hash>/bin/containerd, or `skiff containerd
-# --config <data-dir>/agent/...` as versions before 2026-12 ran it.
+# --config <data-dir>/agent/...` as earlier versions ran it.
 skiff_pids() {
 	ps -e -o pid= -o args= | awk -v d="$DATA_DIR" '
 		$2 ~ /(^|\/)skiff$/ && ($3 == "server" || $3 == "agent" || ($3 == "containerd" && index($0, d "/agent/"))) { print $1 }

@@ -1,9 +1,10 @@
 // Package payload carries the node programs (containerd, runc, the runc v2
-// shim, the CNI plugins) and system images (pause) inside the skiff binary, and unpacks the
-// programs to <data-dir>/data/<hash>/bin, once per payload version, as k3s
-// does. scripts/build-payload.sh makes the embedded files, one directory per
-// architecture (data/<GOARCH>); a binary embeds only its own (see
-// embed_*.go), so a release for arm64 carries arm64 programs and images.
+// shim, the CNI plugins) and system images (pause) inside the skiff binary,
+// and unpacks the programs to <data-dir>/data/<hash>/bin, once per payload
+// version, as k3s does. scripts/build-payload.sh makes the embedded files,
+// one directory per architecture (data/<GOARCH>); a binary embeds only its
+// own (see embed_*.go), so a release for arm64 carries arm64 programs and
+// images.
 package payload
 
 import (

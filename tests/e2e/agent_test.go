@@ -539,8 +539,9 @@ func killall(t *testing.T, s *harness.Server) {
 }
 
 // hostLeftovers lists what skiff may leave behind: processes running from
-// the data dir (containerd, the shims, containers), mounts, the pod bridge, pod network
-// namespaces and netfilter rules of kube-proxy or the CNI plugins.
+// the data dir (containerd, the shims, containers), mounts, the pod bridge,
+// pod network namespaces and netfilter rules of kube-proxy or the CNI
+// plugins.
 func hostLeftovers(dataDir string) []string {
 	var found []string
 	if out, _ := exec.Command("ps", "-e", "-o", "pid=,args=").Output(); len(out) > 0 {
