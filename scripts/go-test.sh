@@ -23,7 +23,7 @@ if [ "$status" -ne 0 ]; then
 			n = ++count[test]; said[test, n] = $0
 			next
 		}
-		# Without -v a failing test's messages follow its "--- FAIL".
+		# Without -v the messages of a failing test follow its "--- FAIL".
 		/^--- FAIL: / { failed[++nfailed] = $3; test = $3 }
 		END {
 			if (nfailed == 0) exit
