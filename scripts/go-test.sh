@@ -1,4 +1,4 @@
-#!/usr/bin/env bash
+#!/bin/sh
 # Runs a `go test` command line and, when it fails, repeats at the end
 # what each failing test said: its own messages (file.go:line: ...), not the
 # server and database logs its cleanups print. Those logs come after the
@@ -6,13 +6,18 @@
 # run (a CI summary) would otherwise see logs and no reason.
 #
 #   scripts/go-test.sh go test -v ./tests/e2e/...
-set -uo pipefail
+set -u
 
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
 
-"$@" 2>&1 | tee "$log"
-status=${PIPESTATUS[0]}
+# The output goes on to the terminal as it comes; the command's status
+# comes out of the pipe through a file.
+{
+	"$@" 2>&1
+	echo $? >"$tmp/status"
+} | tee "$tmp/log"
+status=$(cat "$tmp/status" 2>/dev/null || echo 1)
 if [ "$status" -ne 0 ]; then
 	# With -v a test's messages come between its "=== RUN" (or "=== CONT")
 	# and its "--- FAIL"; a message's first line is indented and starts
@@ -36,6 +41,6 @@ if [ "$status" -ne 0 ]; then
 				for (n = first; n <= count[t]; n++) print said[t, n]
 			}
 		}
-	' "$log"
+	' "$tmp/log"
 fi
 exit "$status"
