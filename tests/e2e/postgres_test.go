@@ -101,11 +101,15 @@ func checkTwoServersShareADatastore(t *testing.T, s *harness.Server, endpoint st
 		return err == nil && d.Status.ReadyReplicas == 3, nil
 	})
 	lease, leaseErr := c2.CoordinationV1().Leases("kube-system").Get(ctx, "kube-controller-manager", metav1.GetOptions{})
+	if err != nil {
+		state := fmt.Sprint(leaseErr)
+		if leaseErr == nil {
+			state = describeLease(lease)
+		}
+		t.Fatalf("a Deployment made after the first server was killed: %v; the controller-manager's lease: %s", err, state)
+	}
 	if leaseErr != nil {
 		t.Fatal(leaseErr)
-	}
-	if err != nil {
-		t.Fatalf("a Deployment made after the first server was killed: %v; the controller-manager's lease: %s", err, describeLease(lease))
 	}
 	if ptr.Deref(lease.Spec.HolderIdentity, "") == first {
 		t.Errorf("the controller-manager's lease did not move from %s: %s", first, describeLease(lease))
