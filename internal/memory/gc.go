@@ -22,9 +22,9 @@ const (
 	SettledGCPercent = 25
 )
 
-// gcChosenEnv tells a skiff process started from another one's environment
-// that $GOGC is skiff's choice, not the user's, so that it lowers it once
-// settled too.
+// gcChosenEnv marks the $GOGC that SetGCPercent puts in the environment
+// (for containerd to inherit) as skiff's choice, not the user's, so that
+// the process still lowers it once settled.
 const gcChosenEnv = "SKIFF_GOGC_CHOSEN"
 
 // SetGCPercent applies StartGCPercent unless the user's $GOGC (or
