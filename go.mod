@@ -285,6 +285,7 @@ require (
 	github.com/russross/blackfriday/v2 v2.1.0 // indirect
 	github.com/shengdoushi/base58 v1.0.0 // indirect
 	github.com/sirupsen/logrus v1.10.2 // indirect
+	github.com/skiff-dev/skiff/internal/memory v0.0.0
 	github.com/skiff-dev/skiff/pkg/testenv v0.0.0
 	github.com/soheilhy/cmux v0.1.5 // indirect
 	github.com/t4db/t4 v1.1.16 // indirect
@@ -411,6 +412,10 @@ tool (
 )
 
 replace github.com/skiff-dev/skiff/pkg/testenv => ./pkg/testenv
+
+// Its own module: containerd and the add-ons' program, built from the
+// payload's modules, settle their memory with it too.
+replace github.com/skiff-dev/skiff/internal/memory => ./internal/memory
 
 // kube-router v2.10.0 asks for a netlink pre-release the module proxy does
 // not serve; its network policy controller builds and runs on v1.3.1, the

@@ -38,9 +38,11 @@ fi
 # program of its own, not a command of skiff's: as one it ran every
 # initialiser of Kubernetes' packages and mapped skiff's code, 82 MiB PSS
 # against 48 a minute after Ready (/proc/<pid>/smaps_rollup, one start).
+# Their mains are ours (scripts/payload/containerd and
+# containerd-shim-runc-v2): upstream's, plus the settle step skiff runs too.
 (cd scripts/payload && CGO_ENABLED=0 $cross go build \
 	-ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$(ver github.com/containerd/containerd/v2)" \
-	-o "$tmp/bin/" github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2)
+	-o "$tmp/bin/" ./containerd ./containerd-shim-runc-v2)
 (cd scripts/payload && CGO_ENABLED=0 $cross go build \
 	-ldflags "-s -w -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$(ver github.com/containernetworking/plugins)" \
 	-o "$tmp/bin/" \

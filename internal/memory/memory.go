@@ -1,19 +1,20 @@
-// Package memory holds skiff's process-wide memory settings: the garbage
-// collector's target, and what a process gives back once its start-up is
-// over (the binary's start-up pages, start-up's garbage).
+// Package memory holds the process-wide memory settings of every Go program
+// skiff runs on a node (skiff itself, containerd, the add-ons' program): the
+// garbage collector's target, and what a process gives back once its
+// start-up is over (the binary's start-up pages, start-up's garbage).
 //
 // Why: skiff is one ~300 MB binary holding every component. Each process of
 // it (a server, an agent) runs some 1,600 package initialisers at start,
-// and the server reads the embedded images through the binary's
-// mapping; those pages stay mapped, and counted in RSS and PSS, long after
-// they were last used. They are clean pages of the file, so giving them
-// back costs nothing but a page fault for the few that are used again.
+// and the server reads the embedded images through the binary's mapping;
+// containerd imports the node's images and starts its first pods. Those
+// pages stay mapped, and counted in RSS and PSS, long after they were last
+// used. They are clean pages of the file, so giving them back costs nothing
+// but a page fault for the few that are used again.
 package memory
 
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"strconv"
@@ -22,8 +23,6 @@ import (
 
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
-
-	"github.com/skiff-dev/skiff/internal/lifecycle"
 )
 
 // DropStartupPages removes the pages of this process's own executable that
@@ -132,30 +131,20 @@ func parseSmaps(data []byte) []mapping {
 	return out
 }
 
-// SettleAfter is the part that calls settle once, delay after it starts:
-// placed after the parts that say a process is ready, so that what
-// start-up touched is dropped, and what the running process uses comes
-// back before anyone measures it.
-func SettleAfter(delay time.Duration) lifecycle.Component {
-	return lifecycle.Run("settle memory", func(ctx context.Context) error {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(delay):
-		}
-		settle()
-		<-ctx.Done()
-		return nil
-	})
+// SettleIn settles this process once, delay from now, in the background:
+// for programs with no lifecycle of their own (containerd, the add-ons'
+// program), started with the node and settled by the clock.
+func SettleIn(delay time.Duration) {
+	time.AfterFunc(delay, Settle)
 }
 
-// settle ends start-up: it lowers the garbage collector's target to
+// Settle ends start-up: it lowers the garbage collector's target to
 // SettledGCPercent (unless the user chose one), gives the heap that
 // start-up left free back to the system, and drops the binary's start-up
 // pages. In that order: a collection reads the binary's tables for every
 // goroutine's stack, so it runs before the drop rather than mapping those
 // pages again, as whole folios, right after it.
-func settle() {
+func Settle() {
 	if percent, lowered := lowerGCPercent(); lowered {
 		klog.InfoS("Start-up is over: lowered the garbage collector's target and returned the free heap", "GOGC", percent)
 	}

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -300,11 +299,6 @@ func runServer(cfg *config.Server) error {
 	return err
 }
 
-// startupSettles is how long after Ready a server or agent settles its
-// memory (memory.SettleAfter): the add-ons' images are imported and their
-// pods started by then.
-const startupSettles = 30 * time.Second
-
 // serverParts checks everything that can fail on bad input before it writes
 // anything, then prepares the control plane and, unless --disable-agent,
 // this machine's node, as one ordered list of parts.
@@ -339,7 +333,7 @@ func serverParts(ctx context.Context, cfg *config.Server) ([]lifecycle.Component
 	}
 	if node == nil {
 		parts = append(parts, srv.Components()...)
-		return append(parts, srv.Ready(), memory.SettleAfter(startupSettles)), srv.Close, nil
+		return append(parts, srv.Ready(), settleAfter(startupSettles)), srv.Close, nil
 	}
 	// The node's container runtime first: it needs nothing from the
 	// control plane, and gets ready while the control plane starts. Then
@@ -350,7 +344,7 @@ func serverParts(ctx context.Context, cfg *config.Server) ([]lifecycle.Component
 	node.Token = srv.AgentToken().String()
 	parts = append(parts, agent.Join(node))
 	parts = append(parts, nodeParts.Kubernetes...)
-	return append(parts, agent.Ready(node, cfg.NotifySocket), memory.SettleAfter(startupSettles)), srv.Close, nil
+	return append(parts, agent.Ready(node, cfg.NotifySocket), settleAfter(startupSettles)), srv.Close, nil
 }
 
 // setVerbosity sets klog's verbosity, which all in-process components share.

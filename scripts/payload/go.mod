@@ -1,7 +1,8 @@
 // The programs skiff carries as its node payload. They are package main
 // upstream, so they are built as executables from this module (kept apart from
 // skiff's own module so their tools do not move Kubernetes' dependencies) and
-// embedded in the skiff binary by scripts/build-payload.sh. The containerd
+// embedded in the skiff binary by scripts/build-payload.sh. containerd and
+// its shim are built from mains of ours here, upstream's plus the settle step. The containerd
 // version here (the daemon and its shim) must match the one in skiff's
 // go.mod, whose client (the image import, ctr) speaks to the daemon.
 module github.com/skiff-dev/skiff/scripts/payload
@@ -9,8 +10,6 @@ module github.com/skiff-dev/skiff/scripts/payload
 go 1.26.6
 
 tool (
-	github.com/containerd/containerd/v2/cmd/containerd
-	github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2
 	github.com/containernetworking/plugins/plugins/ipam/host-local
 	github.com/containernetworking/plugins/plugins/main/bridge
 	github.com/containernetworking/plugins/plugins/main/loopback
@@ -18,6 +17,11 @@ tool (
 	github.com/containernetworking/plugins/plugins/meta/firewall
 	github.com/containernetworking/plugins/plugins/meta/portmap
 	github.com/opencontainers/runc
+)
+
+require (
+	github.com/containerd/containerd/v2 v2.4.2
+	github.com/skiff-dev/skiff/internal/memory v0.0.0
 )
 
 require (
@@ -41,7 +45,6 @@ require (
 	github.com/containerd/cgroups/v3 v3.1.3 // indirect
 	github.com/containerd/console v1.0.5 // indirect
 	github.com/containerd/containerd/api v1.12.0 // indirect
-	github.com/containerd/containerd/v2 v2.4.2 // indirect
 	github.com/containerd/continuity v0.5.0 // indirect
 	github.com/containerd/errdefs v1.0.0 // indirect
 	github.com/containerd/errdefs/pkg v0.3.0 // indirect
@@ -173,3 +176,7 @@ require (
 	tags.cncf.io/container-device-interface v1.1.1 // indirect
 	tags.cncf.io/container-device-interface/specs-go v1.1.1 // indirect
 )
+
+// The mains of containerd and its shim here (./containerd,
+// ./containerd-shim-runc-v2) settle their memory as skiff does.
+replace github.com/skiff-dev/skiff/internal/memory => ../../internal/memory

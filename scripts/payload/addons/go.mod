@@ -12,6 +12,7 @@ require (
 	github.com/caddyserver/caddy/v2 v2.11.9
 	github.com/coredns/caddy v1.1.4-0.20250930002214-15135a999495
 	github.com/coredns/coredns v1.14.7
+	github.com/skiff-dev/skiff/internal/memory v0.0.0
 	github.com/skiff-dev/skiff/pkg/ingress v0.0.0
 	k8s.io/apiserver v0.37.2
 	k8s.io/client-go v0.37.2
@@ -243,3 +244,6 @@ require (
 )
 
 replace github.com/skiff-dev/skiff/pkg/ingress => ../../../pkg/ingress
+
+// The add-ons settle their memory as skiff does.
+replace github.com/skiff-dev/skiff/internal/memory => ../../../internal/memory

@@ -12,9 +12,19 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
+
+	"github.com/skiff-dev/skiff/internal/memory"
 )
 
+// startupSettles is how long after it starts an add-on settles its memory
+// as skiff does (memory.Settle): its informers have listed and its
+// start-up's pages and garbage can go.
+const startupSettles = 30 * time.Second
+
 func main() {
+	memory.SetGCPercent()
+	memory.SettleIn(startupSettles)
 	switch name := filepath.Base(os.Args[0]); name {
 	case "coredns":
 		runCoreDNS()
