@@ -131,6 +131,12 @@ func parseSmaps(data []byte) []mapping {
 	return out
 }
 
+// StartupSettles is how long a process waits before it settles: skiff from
+// the moment its node is Ready, the programs it carries (containerd, the
+// shims, the add-ons) from their own start. By then the node's images are
+// imported, the add-ons' pods started and their informers have listed.
+const StartupSettles = 30 * time.Second
+
 // SettleIn settles this process once, delay from now, in the background:
 // for programs with no lifecycle of their own (containerd, the add-ons'
 // program), started with the node and settled by the clock.

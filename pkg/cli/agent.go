@@ -142,7 +142,7 @@ func runAgent(cfg *config.Agent) error {
 	nodeParts := agent.Components(cfg)
 	parts = append(parts, nodeParts.Runtime...)
 	parts = append(parts, nodeParts.Kubernetes...)
-	parts = append(parts, agent.Ready(cfg, notifySocket), settleAfter(startupSettles))
+	parts = append(parts, agent.Ready(cfg, notifySocket), settleAfter())
 	err := (&lifecycle.Runner{Components: parts}).Run(ctx)
 	klog.InfoS("skiff agent stopped")
 	return err

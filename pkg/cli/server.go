@@ -333,7 +333,7 @@ func serverParts(ctx context.Context, cfg *config.Server) ([]lifecycle.Component
 	}
 	if node == nil {
 		parts = append(parts, srv.Components()...)
-		return append(parts, srv.Ready(), settleAfter(startupSettles)), srv.Close, nil
+		return append(parts, srv.Ready(), settleAfter()), srv.Close, nil
 	}
 	// The node's container runtime first: it needs nothing from the
 	// control plane, and gets ready while the control plane starts. Then
@@ -344,7 +344,7 @@ func serverParts(ctx context.Context, cfg *config.Server) ([]lifecycle.Component
 	node.Token = srv.AgentToken().String()
 	parts = append(parts, agent.Join(node))
 	parts = append(parts, nodeParts.Kubernetes...)
-	return append(parts, agent.Ready(node, cfg.NotifySocket), settleAfter(startupSettles)), srv.Close, nil
+	return append(parts, agent.Ready(node, cfg.NotifySocket), settleAfter()), srv.Close, nil
 }
 
 // setVerbosity sets klog's verbosity, which all in-process components share.

@@ -12,19 +12,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/skiff-dev/skiff/internal/memory"
 )
 
-// startupSettles is how long after it starts an add-on settles its memory
-// as skiff does (memory.Settle): its informers have listed and its
-// start-up's pages and garbage can go.
-const startupSettles = 30 * time.Second
-
+// main settles the add-on's memory as skiff does, once it has started
+// (memory.StartupSettles).
 func main() {
 	memory.SetGCPercent()
-	memory.SettleIn(startupSettles)
+	memory.SettleIn(memory.StartupSettles)
 	switch name := filepath.Base(os.Args[0]); name {
 	case "coredns":
 		runCoreDNS()

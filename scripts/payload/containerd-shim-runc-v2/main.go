@@ -1,12 +1,12 @@
 // Command containerd-shim-runc-v2 is upstream's runc shim
 // (cmd/containerd-shim-runc-v2) that settles its memory once its container
 // has started, as containerd and skiff do. A node runs one shim per pod, so
-// what each keeps counts once per pod.
+// what each keeps counts once per pod. The shim's short-lived commands
+// (start, delete) exit before they would settle.
 package main
 
 import (
 	"context"
-	"time"
 
 	"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2/manager"
 	"github.com/containerd/containerd/v2/pkg/shim"
@@ -15,13 +15,8 @@ import (
 	_ "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2/task/plugin"
 )
 
-// startupSettles is how long after it starts a shim settles. The shim's
-// short-lived commands (start, delete) exit long before; the one that serves
-// a pod settles once its containers have started.
-const startupSettles = 30 * time.Second
-
 func main() {
 	memory.SetGCPercent()
-	memory.SettleIn(startupSettles)
+	memory.SettleIn(memory.StartupSettles)
 	shim.RunShim(context.Background(), manager.NewShimManager("io.containerd.runc.v2"))
 }

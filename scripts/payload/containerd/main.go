@@ -10,7 +10,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/containerd/containerd/v2/cmd/containerd/command"
 	"github.com/skiff-dev/skiff/internal/memory"
@@ -18,14 +17,9 @@ import (
 	_ "github.com/containerd/containerd/v2/cmd/containerd/builtins"
 )
 
-// startupSettles is how long after it starts containerd settles: the node's
-// images are imported and its add-ons' pods started by then (node Ready
-// takes about 5 s here, the add-ons' pods about as long again).
-const startupSettles = 30 * time.Second
-
 func main() {
 	memory.SetGCPercent()
-	memory.SettleIn(startupSettles)
+	memory.SettleIn(memory.StartupSettles)
 	if err := command.App().Run(context.Background(), os.Args); err != nil {
 		_, _ = fmt.Fprintln(os.Stderr, "containerd:", err)
 		os.Exit(1)
