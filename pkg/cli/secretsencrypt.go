@@ -129,7 +129,9 @@ func rotateKeys(ctx context.Context, out io.Writer, client kubernetes.Interface,
 }
 
 // runningAPIServers counts the apiservers that renewed their identity
-// lease in the last minute.
+// lease in the last minute: the servers of an HA cluster renew every 10 s,
+// a sole server only every control.SoleServerIdentityLeaseRenewal, so it
+// may count none, and more than one means several servers.
 func runningAPIServers(ctx context.Context, client kubernetes.Interface) (int, error) {
 	leases, err := client.CoordinationV1().Leases(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{LabelSelector: "apiserver.kubernetes.io/identity=kube-apiserver"})
 	if err != nil {

@@ -11,7 +11,7 @@ import (
 
 // sqlitePageSize is the page size of a SQLite datastore skiff creates.
 // SQLite's default is 4 KiB, but an idle cluster's writes are single small
-// rows (a lease renewed every 10 s), and each one rewrites a page of the
+// rows (the node's lease renewed every 20 s), and each one rewrites a page of the
 // table and of each of kine's six indexes, in the WAL and again at the
 // checkpoint: with 1 KiB pages an idle cluster writes a quarter as much
 // (make bench-footprint, "idle writes"). A row larger than a page spills
